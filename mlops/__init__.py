@@ -1,0 +1,5 @@
+"""mlops: a Terraform-style declarative controller for production model serving."""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

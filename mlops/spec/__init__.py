@@ -1,0 +1,1 @@
+"""The spec language: `apiVersion: mlops/v1`, `kind: ModelDeployment`."""
