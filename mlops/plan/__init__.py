@@ -1,0 +1,1 @@
+"""Planning: the pure diff from specs + live state to an ordered plan."""

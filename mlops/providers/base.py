@@ -1,0 +1,104 @@
+"""One narrow Protocol per backend kind. Implementations live one per module; `factory` picks.
+
+Every read that the planner makes is batched: one call per provider, never one per model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from mlops.spec import models as spec
+from mlops.state import models as state
+
+
+@runtime_checkable
+class Registry(Protocol):
+    """The source of truth for which versions may be served (MLflow Model Registry)."""
+
+    def refresh(self, names: Sequence[str] | None = None) -> dict[str, state.RegistryModel]:
+        """All models (or just `names`) with versions and aliases, in one batched read."""
+        ...
+
+    def register(
+        self,
+        deployment: spec.ModelDeployment,
+        artifact: Path,
+        validation: Path | None,
+    ) -> state.RegistryVersion:
+        """Register `deployment.spec.model.version` atomically; a no-op if identical."""
+        ...
+
+    def get_version(self, name: str, semver: str) -> state.RegistryVersion | None: ...
+
+    def artifact_path(self, name: str, semver: str) -> Path:
+        """A local file with the version's artifact (downloaded if the store is remote)."""
+        ...
+
+    def training_stats(self, name: str, semver: str) -> list[state.FeatureStats]: ...
+
+    def set_alias(self, name: str, alias: str, semver: str) -> None: ...
+
+    def delete_alias(self, name: str, alias: str) -> None: ...
+
+    def mark_rejected(self, name: str, semver: str, reason: str) -> None: ...
+
+    def record_conformance(self, name: str, semver: str, result: Mapping[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """A serving target: which versions are loaded where, and the traffic split."""
+
+    def refresh(self, names: Sequence[str] | None = None) -> dict[str, state.RuntimeModel]:
+        """Loaded versions, weights and routing generation per model, in one read per replica."""
+        ...
+
+    def reachable(self) -> bool: ...
+
+    def ensure_running(self, replicas: int) -> None:
+        """Start the engine processes if they are not running (local target)."""
+        ...
+
+    def load(self, name: str, semver: str, artifact: Path, settings: Mapping[str, Any]) -> None:
+        """Load a version with no traffic; returns once every replica reports it ready."""
+        ...
+
+    def unload(self, name: str, semver: str) -> None:
+        """Drain and unload a version on every replica. Idempotent."""
+        ...
+
+    def set_traffic(
+        self,
+        name: str,
+        weights: Mapping[str, int],
+        shadow: state.ShadowRoute | None,
+    ) -> int:
+        """Apply a weight table atomically on every replica; returns the new generation once
+        every replica reads it back."""
+        ...
+
+    def inference_url(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A raw metric reading for one version over a window. `error` set = backend failure."""
+
+    value: float | None
+    requests: float
+    error: str | None = None
+
+
+@runtime_checkable
+class Metrics(Protocol):
+    """Reads gate metrics (Prometheus, or a built-in scraper of the engine's /metrics)."""
+
+    def sample(
+        self, model: str, version: str, gate: spec.Gate, window_seconds: float
+    ) -> Sample:
+        """Measure one gate's metric for one version. Never raises for backend failures:
+        returns a Sample with `error` set."""
+        ...

@@ -1,0 +1,1 @@
+"""Live state: one snapshot of registry, runtime and traffic."""

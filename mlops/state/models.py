@@ -1,0 +1,108 @@
+"""`LiveState`: what the registry, the serving runtime and the traffic split hold right now.
+
+Providers fill these models during refresh; the diff reads them and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlops.spec import models as spec
+
+STABLE = "stable"
+CANARY = "canary"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class VersionStatus(StrEnum):
+    REGISTERED = "registered"  # artifact stored, checksum and signature recorded
+    CONFORMANT = "conformant"  # passed the conformance test
+    REJECTED = "rejected"  # rolled back or failed conformance; refused unless semver changes
+
+
+class FeatureStats(_Frozen):
+    """Training distribution of one input feature (drift reports compare against it)."""
+
+    name: str
+    mean: float
+    std: float
+    quantiles: dict[str, float] = Field(default_factory=dict)  # "p01", "p25", "p50", ...
+    histogram: list[float] = Field(default_factory=list)  # bin counts
+    bin_edges: list[float] = Field(default_factory=list)
+
+
+class RegistryVersion(_Frozen):
+    name: str
+    semver: str
+    registry_version: str  # the registry's own id (MLflow: an integer as text)
+    sha256: str
+    artifact_uri: str
+    signature: spec.Signature
+    baseline: spec.Baseline
+    status: VersionStatus = VersionStatus.REGISTERED
+    rejected_reason: str | None = None
+    conformance: dict[str, Any] | None = None  # accuracy, p50_ms, p99_ms, passed, at
+    created_at: str | None = None
+
+
+class RegistryModel(_Frozen):
+    name: str
+    versions: dict[str, RegistryVersion] = Field(default_factory=dict)  # by semver
+    aliases: dict[str, str] = Field(default_factory=dict)  # "stable"/"canary" -> semver
+
+    @property
+    def stable(self) -> str | None:
+        return self.aliases.get(STABLE)
+
+    @property
+    def canary(self) -> str | None:
+        return self.aliases.get(CANARY)
+
+
+class ShadowRoute(_Frozen):
+    version: str
+    percent: int = Field(ge=0, le=100)
+
+
+class RuntimeModel(_Frozen):
+    """One model as the serving runtime sees it (agreed across replicas)."""
+
+    name: str
+    loaded: dict[str, str] = Field(default_factory=dict)  # semver -> state ("ready", "loading")
+    weights: dict[str, int] = Field(default_factory=dict)  # semver -> weight
+    shadow: ShadowRoute | None = None
+    generation: int = 0
+    replicas: int = 0  # declared replica processes
+    replicas_alive: int = 0
+    config: dict[str, Any] = Field(default_factory=dict)  # batching etc. of the loaded versions
+
+
+class AppliedRecord(_Frozen):
+    """What mlops itself last set for a model: lets plan report changes made outside mlops."""
+
+    loaded: list[str] = Field(default_factory=list)
+    weights: dict[str, int] = Field(default_factory=dict)
+    aliases: dict[str, str] = Field(default_factory=dict)
+
+
+class LiveState(_Frozen):
+    registry: dict[str, RegistryModel] = Field(default_factory=dict)
+    runtime: dict[str, RuntimeModel] = Field(default_factory=dict)
+    runtime_reachable: bool = True
+    # Requests per second per model, for estimates only: not part of the fingerprint.
+    traffic_rate: dict[str, float] = Field(default_factory=dict)
+    last_applied: dict[str, AppliedRecord] = Field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """Digest of everything the plan depends on. Traffic rates are excluded (they always move)."""
+        payload = self.model_dump(mode="json", exclude={"traffic_rate"})
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+        return "sha256:" + hashlib.sha256(blob).hexdigest()
