@@ -1,0 +1,75 @@
+"""The workspace: a directory with an optional `mlops.yaml` and state in `.mlops/`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlops import errors
+from mlops.spec import models as spec
+
+CONFIG_FILE = "mlops.yaml"
+STATE_DIR = ".mlops"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+    config: spec.WorkspaceConfig
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    def ensure_state_dir(self) -> Path:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        return self.state_dir
+
+    @property
+    def registry_uri(self) -> str:
+        if self.config.registry_uri:
+            return self.config.registry_uri
+        return f"sqlite:///{self.state_dir / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.state_dir / "artifacts"
+
+    def inside(self, path: Path, *, what: str = "path") -> Path:
+        """Resolve `path` (symlinks included) and require it to stay inside the workspace."""
+        return resolve_inside(path, self.root, what=what)
+
+
+def resolve_inside(path: Path, root: Path, *, what: str = "path") -> Path:
+    """Resolve `path` and refuse it when it (or a symlink on the way) leaves `root`."""
+    if "\x00" in str(path):
+        raise errors.UsageError(f"{what} contains a NUL byte")
+    root_real = Path(os.path.realpath(root))
+    real = Path(os.path.realpath(path if path.is_absolute() else root / path))
+    if real != root_real and root_real not in real.parents:
+        raise errors.UsageError(f"{what} {str(path)!r} is outside the workspace {root_real}")
+    return real
+
+
+def find_root(start: Path | None = None) -> Path:
+    """Nearest directory upwards with `mlops.yaml`; else `start` itself."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate
+    return here
+
+
+def open_workspace(path: str | Path | None = None) -> Workspace:
+    """Find the workspace and read its `mlops.yaml` (defaults when absent)."""
+    root = Path(path).resolve() if path else find_root()
+    if not root.is_dir():
+        raise errors.UsageError(f"workspace {str(root)!r} is not a directory")
+    config_path = root / CONFIG_FILE
+    if not config_path.is_file():
+        return Workspace(root=root, config=spec.WorkspaceConfig())
+    # Imported here so that commands that never read config stay light.
+    from mlops.spec import load
+
+    return Workspace(root=root, config=load.load_workspace_config(config_path))
