@@ -1,0 +1,1 @@
+"""Gate evaluation: metric samples + gate -> Measurement (pure)."""
