@@ -95,6 +95,21 @@ class Summary(BaseModel):
     models: int = 0
 
 
+class ModelChange(BaseModel):
+    """One model's change at a glance, for renderers (the actions hold the detail)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    symbol: ChangeSymbol
+    from_version: str | None = None  # stable before the plan
+    to_version: str | None = None  # stable after the plan (None: deleted)
+    strategy: str | None = None  # canary | shadow | immediate | first | config | restore | delete
+    weights: list[int] = Field(default_factory=list)  # canary weight steps, e.g. [5, 10, 50, 100]
+    shadow_percent: int | None = None
+    reason: str = ""  # display only
+
+
 class Plan(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -111,6 +126,9 @@ class Plan(BaseModel):
     estimates: dict[str, Estimate] = Field(default_factory=dict)
     summary: Summary = Summary()
     errors: list[str] = Field(default_factory=list)
+    # Display-only notes a reviewer must see (e.g. a model without a spec that was not deleted).
+    warnings: list[str] = Field(default_factory=list)
+    models: dict[str, ModelChange] = Field(default_factory=dict)
 
     @property
     def has_changes(self) -> bool:
