@@ -5,6 +5,7 @@ Durations are stored as seconds (float); `mlops.core.format_duration` renders th
 
 from __future__ import annotations
 
+import itertools
 import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -341,7 +342,7 @@ class Rollout(Frozen):
     def _steps(cls, steps: list[Step]) -> list[Step]:
         if not steps:
             raise ValueError("at least one step is required (the last has weight 100)")
-        for before, after in zip(steps, steps[1:], strict=False):
+        for before, after in itertools.pairwise(steps):
             if after.weight <= before.weight:
                 raise ValueError(
                     f"weights must increase strictly: {before.weight} then {after.weight}"
@@ -396,7 +397,7 @@ class DeploymentSpec(Frozen):
 class ModelDeployment(Frozen):
     """One `kind: ModelDeployment` document."""
 
-    apiVersion: Literal["mlops/v1"]  # noqa: N815 - the YAML key
+    apiVersion: Literal["mlops/v1"]  # the YAML key
     kind: Literal["ModelDeployment"]
     metadata: Metadata
     spec: DeploymentSpec

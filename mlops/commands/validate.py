@@ -1,0 +1,119 @@
+"""`mlops validate [PATH...]`: load and check spec files; never writes anything."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mlops import cli, errors, workspace
+from mlops.spec import load
+
+# Version of the --format json document; bump only with a compatible change.
+JSON_FORMAT_VERSION = 1
+
+EPILOG = """\b
+Examples:
+  mlops validate                      every spec under the workspace's specs/
+  mlops validate specs/a.yaml specs/b.yaml
+  mlops validate --format json specs/ | jq .problems
+  mlops validate --check-files specs/ also require artifacts and data to exist
+
+Problems are printed as FILE:LINE:COLUMN: FIELD: MESSAGE on stderr. Exit code 0 when every
+spec is valid, 1 otherwise.
+"""
+
+
+@click.command(epilog=EPILOG, short_help="Load and check spec files.")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: problems on stderr; json: one document on stdout.",
+)
+@click.option(
+    "--check-files",
+    is_flag=True,
+    help="Also require artifact and validation data files to exist.",
+)
+@click.pass_context
+def command(ctx: click.Context, paths: tuple[Path, ...], fmt: str, check_files: bool) -> None:
+    """Load and check spec files (default: the workspace's specs/ directory).
+
+    Every problem in every file is reported, with its file, line, column and field.
+    """
+    run = cli.run_context(ctx)
+    root = Path(run.workspace).resolve() if run.workspace else workspace.find_root()
+    if not root.is_dir():
+        raise errors.UsageError(f"workspace {str(root)!r} is not a directory")
+    targets = list(paths) or [_display(root / "specs")]
+    problems: list[load.Problem] = []
+    config = root / workspace.CONFIG_FILE
+    if config.is_file():
+        try:
+            load.load_workspace_config(_display(config))
+        except load.ConfigProblems as exc:
+            problems.extend(exc.problems)
+    loaded: list[load.LoadedSpec] = []
+    try:
+        loaded = load.load_specs(targets, root, check_files=check_files)
+    except errors.SpecError as exc:
+        problems.extend(p for p in exc.problems if isinstance(p, load.Problem))
+    if fmt == "json":
+        click.echo(json.dumps(_document(root, loaded, problems), indent=2, sort_keys=True))
+    else:
+        _text(loaded, problems)
+    if problems:
+        # Raised (not ctx.exit) so the CLI root maps it to exit 1 and prints the summary line.
+        files = len({p.file for p in problems})
+        noun = "problem" if len(problems) == 1 else "problems"
+        every: list[object] = [*problems]
+        raise errors.SpecError(f"{len(problems)} {noun} in {files} file(s)", every)
+
+
+def _display(path: Path) -> Path:
+    """Paths relative to the current directory read better in messages."""
+    try:
+        return Path(os.path.relpath(path))
+    except ValueError:
+        return path
+
+
+def _text(loaded: list[load.LoadedSpec], problems: list[load.Problem]) -> None:
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    if problems:
+        return
+    for item in loaded:
+        model = item.deployment.spec.model
+        click.echo(f"ok  {item.name} {model.version}  ({item.path})")
+    noun = "deployment" if len(loaded) == 1 else "deployments"
+    click.echo(f"{len(loaded)} {noun} valid.")
+
+
+def _document(
+    root: Path, loaded: list[load.LoadedSpec], problems: list[load.Problem]
+) -> dict[str, Any]:
+    return {
+        "format_version": JSON_FORMAT_VERSION,
+        "valid": not problems,
+        "workspace": str(root),
+        "deployments": [
+            {
+                "name": item.name,
+                "version": item.deployment.spec.model.version,
+                "file": str(item.path),
+                "artifact": str(item.artifact_path or item.deployment.spec.model.artifact),
+                "strategy": item.deployment.spec.rollout.strategy.value,
+            }
+            for item in ([] if problems else loaded)
+        ],
+        "problems": [problem.to_json() for problem in problems],
+        "spec_digest": None if problems else load.spec_digest(loaded),
+    }
