@@ -1,0 +1,1 @@
+"""apply: execute a saved plan with a journal, a lock, gated checkpoints and rollback."""
