@@ -1,0 +1,230 @@
+"""Expands one model's change into ordered actions, with dependencies and per-step rollback.
+
+`Sequence` numbers actions, chains each to the previous one, and tracks what a failure at
+that point would have to undo (traffic, a loaded version, the canary alias), so every action
+after which a gate can fail carries its precomputed rollback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlops.core import Address
+from mlops.plan import payloads
+from mlops.plan import types as t
+from mlops.spec import models as spec
+
+# Kinds after which apply may stop and roll back (a failed check or gate).
+_CAN_FAIL = (
+    t.ActionKind.CONFORMANCE_TEST,
+    t.ActionKind.LOAD,
+    t.ActionKind.SET_TRAFFIC,
+    t.ActionKind.CHECKPOINT_GATE,
+)
+
+
+@dataclass
+class Sequence:
+    """Ordered actions of one model and the rollback after each risky one."""
+
+    name: str
+    actions: list[t.Action] = field(default_factory=list)
+    rollback: dict[str, list[t.Action]] = field(default_factory=dict)
+    # What a rollback has to undo, as of the last action added.
+    candidate: str | None = None
+    stable: str | None = None
+    touched_traffic: bool = False
+    loaded_candidate: bool = False
+    canary_alias: bool = False
+    guarded: bool = True  # False once the candidate is promoted: nothing to roll back to
+
+    def add(
+        self,
+        kind: t.ActionKind,
+        address: str,
+        symbol: t.ChangeSymbol,
+        after: dict[str, Any],
+        *,
+        before: dict[str, Any] | None = None,
+        reason: str = "",
+        tag: str = "",
+    ) -> t.Action:
+        number = len(self.actions) + 1
+        action = t.Action(
+            id=f"{self.name}/{number:02d}-{kind}{'-' + tag if tag else ''}",
+            address=address,
+            kind=kind,
+            symbol=symbol,
+            before=before,
+            after=after,
+            reason=reason,
+            depends_on=[self.actions[-1].id] if self.actions else [],
+        )
+        self.actions.append(action)
+        self._track(action)
+        if self.guarded and self.candidate and kind in _CAN_FAIL:
+            undo = self.undo(action.id)
+            if undo:
+                self.rollback[action.id] = undo
+        return action
+
+    def _track(self, action: t.Action) -> None:
+        after = action.after or {}
+        if action.kind is t.ActionKind.LOAD and after.get("semver") == self.candidate:
+            self.loaded_candidate = True
+        elif action.kind is t.ActionKind.SET_TRAFFIC:
+            shadow = after.get("shadow") or {}
+            if self.candidate in after.get("weights", {}) or shadow.get("version"):
+                self.touched_traffic = True
+        elif action.kind is t.ActionKind.PROMOTE:
+            aliases = after.get("aliases", {})
+            if aliases.get("canary") == self.candidate:
+                self.canary_alias = True
+            if aliases.get("stable") == self.candidate:
+                self.guarded = False
+
+    def undo(self, anchor: str) -> list[t.Action]:
+        """Weight back to stable first, then unload the candidate, then re-point aliases.
+
+        Apply marks the candidate rejected itself, with the gate values that failed.
+        """
+        assert self.candidate is not None
+        steps: list[tuple[t.ActionKind, str, t.ChangeSymbol, dict[str, Any]]] = []
+        if self.touched_traffic and self.stable:
+            steps.append(
+                (
+                    t.ActionKind.SET_TRAFFIC,
+                    Address.traffic(self.name),
+                    t.ChangeSymbol.UPDATE,
+                    {"weights": {self.stable: 100}, "shadow": None},
+                )
+            )
+        if self.loaded_candidate:
+            steps.append(
+                (
+                    t.ActionKind.RETIRE,
+                    Address.version(self.name, self.candidate),
+                    t.ChangeSymbol.DELETE,
+                    {"semver": self.candidate, "after_seconds": 0.0},
+                )
+            )
+        if self.canary_alias:
+            aliases = {"stable": self.stable} if self.stable else {}
+            steps.append(
+                (
+                    t.ActionKind.PROMOTE,
+                    Address.deployment(self.name),
+                    t.ChangeSymbol.UPDATE,
+                    {"aliases": aliases, "clear": ["canary"]},
+                )
+            )
+        undo: list[t.Action] = []
+        suffix = anchor.rsplit("/", 1)[-1].split("-", 1)[0]
+        for index, (kind, address, symbol, after) in enumerate(steps, start=1):
+            undo.append(
+                t.Action(
+                    id=f"{self.name}/rollback-{suffix}-{index}-{kind}",
+                    address=address,
+                    kind=kind,
+                    symbol=symbol,
+                    after=after,
+                    reason=f"roll back {self.candidate} if {anchor} fails",
+                    depends_on=[undo[-1].id] if undo else [],
+                )
+            )
+        return undo
+
+
+def traffic(stable: str | None, candidate: str, weight: int) -> dict[str, int]:
+    """Weight table at one step; at 100 the old version leaves the table but stays loaded."""
+    if weight >= 100 or not stable:
+        return {candidate: 100}
+    return {stable: 100 - weight, candidate: weight}
+
+
+def weights_text(weights: dict[str, int]) -> str:
+    return ", ".join(f"{v} {w}%" for v, w in weights.items())
+
+
+def expand_rollout(
+    seq: Sequence,
+    deployment: spec.ModelDeployment,
+    *,
+    from_weight: int = 0,
+    shadow_phase: bool = True,
+    recheck_current: bool = False,
+) -> t.Estimate:
+    """Shadow phase, weight steps with their gates, for a candidate that is loaded.
+
+    Returns the estimate without a request count (the caller knows the traffic rate).
+    """
+    rollout = deployment.spec.rollout
+    candidate = deployment.spec.model.version
+    stable = seq.stable
+    address = Address.traffic(seq.name)
+    seconds = 0.0
+    if shadow_phase and rollout.shadow is not None and stable and from_weight == 0:
+        percent = rollout.shadow.percent
+        seq.add(
+            t.ActionKind.SET_TRAFFIC,
+            address,
+            t.ChangeSymbol.UPDATE,
+            {"weights": {stable: 100}, "shadow": {"version": candidate, "percent": percent}},
+            reason=f"mirror {percent}% of requests to {candidate}; {stable} still answers",
+            tag="shadow",
+        )
+        if rollout.shadow.hold > 0:
+            seq.add(
+                t.ActionKind.CHECKPOINT_GATE,
+                address,
+                t.ChangeSymbol.READ,
+                payloads.checkpoint(
+                    deployment, stable=stable, weight=0, hold=rollout.shadow.hold, shadow=True
+                ),
+                reason="shadow phase: compare predictions before any user sees the new version",
+                tag="shadow",
+            )
+            seconds += rollout.shadow.hold
+    for step in rollout.steps:
+        if step.weight < from_weight or (step.weight == from_weight and not recheck_current):
+            continue
+        if step.weight > from_weight:
+            weights = traffic(stable, candidate, step.weight)
+            seq.add(
+                t.ActionKind.SET_TRAFFIC,
+                address,
+                t.ChangeSymbol.UPDATE,
+                {"weights": weights, "shadow": None},
+                reason=f"move {step.weight}% of traffic to {candidate}",
+                tag=str(step.weight),
+            )
+        if step.hold > 0:
+            seq.add(
+                t.ActionKind.CHECKPOINT_GATE,
+                address,
+                t.ChangeSymbol.READ,
+                payloads.checkpoint(
+                    deployment, stable=stable, weight=step.weight, hold=step.hold, shadow=False
+                ),
+                reason=f"hold at {step.weight}% and check the gates",
+                tag=str(step.weight),
+            )
+            seconds += step.hold
+    return t.Estimate(rollout_seconds=seconds)
+
+
+def canary_requests(
+    deployment: spec.ModelDeployment, rate: float | None, *, from_weight: int = 0
+) -> float | None:
+    """Requests the candidate sees over the holds at the current traffic rate (req/s)."""
+    if rate is None:
+        return None
+    rollout = deployment.spec.rollout
+    total = 0.0
+    if rollout.shadow is not None and from_weight == 0:
+        total += rollout.shadow.percent / 100 * rollout.shadow.hold * rate
+    for step in rollout.steps:
+        if step.weight >= from_weight:
+            total += step.weight / 100 * step.hold * rate
+    return total

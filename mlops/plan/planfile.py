@@ -1,0 +1,86 @@
+"""Plan files: JSON save/load with a format version check, and the staleness check.
+
+Saving is the one piece of I/O in plan/: it is a value written to a path the caller has
+already confined to the workspace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pydantic
+
+from mlops import errors
+from mlops.plan import types as t
+from mlops.state import models as state
+
+# A plan of 5,000 models is a few MB; anything far beyond is not a plan file.
+MAX_BYTES = 256 * 1024 * 1024
+
+
+def dumps(plan: t.Plan) -> str:
+    return json.dumps(plan.model_dump(mode="json"), indent=2, sort_keys=False) + "\n"
+
+
+def loads(text: str, *, source: str = "plan") -> t.Plan:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise errors.UsageError(f"{source}: not a plan file (invalid JSON: {exc.msg})") from None
+    if not isinstance(data, dict) or "format_version" not in data:
+        raise errors.UsageError(f"{source}: not a plan file (no format_version)")
+    version = data["format_version"]
+    if version != t.PLAN_FORMAT_VERSION:
+        raise errors.UsageError(
+            f"{source}: plan format version {version!r} is not supported "
+            f"(this mlops reads version {t.PLAN_FORMAT_VERSION}); plan again"
+        )
+    try:
+        return t.Plan.model_validate(data)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise errors.UsageError(f"{source}: invalid plan file: {where}: {first['msg']}") from None
+
+
+def save(plan: t.Plan, path: Path) -> None:
+    """Write atomically: a reader never sees half a plan."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(dumps(plan))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: Path) -> t.Plan:
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise errors.UsageError(f"{path}: {size} bytes is too large for a plan file")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise errors.UsageError(f"plan file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise errors.UsageError(f"plan file {str(path)!r} is a directory") from None
+    except UnicodeDecodeError:
+        raise errors.UsageError(f"{path}: not a plan file (not UTF-8 text)") from None
+    return loads(text, source=str(path))
+
+
+def check_fresh(plan: t.Plan, live: state.LiveState) -> None:
+    """Refuse a plan made against different live state: apply must change nothing then."""
+    current = live.fingerprint()
+    if plan.state_fingerprint != current:
+        raise errors.StalePlanError(
+            "plan is stale: live state changed since it was made "
+            f"(plan {plan.state_fingerprint[:19]}, now {current[:19]}); plan again"
+        )

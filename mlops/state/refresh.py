@@ -1,0 +1,48 @@
+"""Refresh: the only I/O before planning. One batched read per provider, never one per model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from mlops import errors
+from mlops.providers import base
+from mlops.state import models as state
+
+
+def refresh(
+    registry: base.Registry,
+    runtime: base.Runtime | None,
+    names: Sequence[str],
+    last_applied: Mapping[str, state.AppliedRecord],
+    *,
+    traffic_rate: Mapping[str, float] | None = None,
+) -> state.LiveState:
+    """Snapshot registry, runtime and traffic for `names`.
+
+    A runtime that is absent or not reachable (the local engine is not started) is a normal
+    state, planned as "nothing loaded"; an unreachable registry is an error, because without
+    it nothing can be planned safely.
+    """
+    wanted = sorted(set(names))
+    try:
+        models = registry.refresh(wanted)
+    except errors.MlopsError:
+        raise
+    except Exception as exc:  # a provider bug or an unexpected client error
+        raise errors.RegistryError(f"cannot read the model registry: {exc}") from exc
+    reachable = runtime is not None and runtime.reachable()
+    served: dict[str, state.RuntimeModel] = {}
+    if runtime is not None and reachable:
+        try:
+            served = runtime.refresh(wanted)
+        except errors.TransientError:
+            # Stopped between the probe and the read: the same as not started.
+            reachable = False
+    keep = set(wanted)
+    return state.LiveState(
+        registry={n: m for n, m in sorted(models.items()) if n in keep},
+        runtime={n: m for n, m in sorted(served.items()) if n in keep},
+        runtime_reachable=reachable,
+        traffic_rate=dict(traffic_rate or {}),
+        last_applied={n: r for n, r in sorted(last_applied.items())},
+    )
