@@ -1,0 +1,98 @@
+"""`mlops serve`: run the engine in the foreground.
+
+The engine (onnxruntime, uvicorn) is imported inside the command so `mlops --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mlops import cli
+
+
+@click.command(
+    "serve",
+    epilog=(
+        "Example:\n\n"
+        "  mlops serve --repository models/ --port 8480 --replicas 2\n\n"
+        "  curl -s localhost:8480/v2/health/ready"
+    ),
+)
+@click.option(
+    "--repository",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Model repository: NAME/VERSION/model.onnx + settings.json "
+    "(default: .mlops/repository in the workspace).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8480, show_default=True)
+@click.option(
+    "--replicas", type=click.IntRange(1, 64), default=1, show_default=True,
+    help="Worker processes sharing --port.",
+)  # fmt: skip
+@click.option(
+    "--admin-port", type=click.IntRange(1, 65535), default=None,
+    help="Worker i also listens on ADMIN_PORT + i (default: port + 1000).",
+)  # fmt: skip
+@click.option(
+    "--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Where workers write worker-<i>.json (default: .mlops/engine in the workspace).",
+)  # fmt: skip
+@click.option(
+    "--max-body-bytes", type=click.IntRange(1), default=64 << 20, show_default=True,
+    help="Larger request bodies get 413.",
+)  # fmt: skip
+@click.option(
+    "--intra-op-threads", type=click.IntRange(1), default=1, show_default=True,
+    help="onnxruntime threads inside one model run.",
+)  # fmt: skip
+@click.option(
+    "--inference-threads", type=click.IntRange(0), default=0,
+    help="Model runs in parallel per worker (default: one per CPU core).",
+)  # fmt: skip
+@click.option(
+    "--load-all/--no-load-all", default=True, show_default=True,
+    help="Load every version in the repository at start-up, or wait for load requests.",
+)  # fmt: skip
+@click.option(
+    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
+    show_default=True,
+)  # fmt: skip
+@click.pass_context
+def command(
+    ctx: click.Context,
+    repository: Path | None,
+    host: str,
+    port: int,
+    replicas: int,
+    admin_port: int | None,
+    state_dir: Path | None,
+    max_body_bytes: int,
+    intra_op_threads: int,
+    inference_threads: int,
+    load_all: bool,
+    log_level: str,
+) -> None:
+    """Run the mlops engine (V2 inference protocol) in the foreground until SIGTERM."""
+    workspace = Path(cli.run_context(ctx).workspace or ".")
+    from mlops import serving
+
+    config = serving.ServeConfig(
+        repository=repository or workspace / ".mlops" / "repository",
+        host=host,
+        port=port,
+        replicas=replicas,
+        admin_port=admin_port,
+        state_dir=state_dir or workspace / ".mlops" / "engine",
+        max_body_bytes=max_body_bytes,
+        intra_op_threads=intra_op_threads,
+        inference_threads=inference_threads,
+        load_all=load_all,
+        log_level=log_level,
+    )
+    code = serving.serve(config)
+    if code:
+        ctx.exit(code)

@@ -1,0 +1,128 @@
+"""Control endpoints: health, metadata, repository, routing, feedback and metrics."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import exposition
+
+from mlops import __version__
+from mlops.serving.errors import BadRequest, MethodNotAllowed, NotFound
+from mlops.serving.http import Receive, Scope, Send, json_body, read_body, respond, respond_json
+from mlops.serving.router import semver_key
+
+if TYPE_CHECKING:
+    from mlops.serving.app import Engine
+
+SERVER = {
+    "name": "mlops",
+    "version": __version__,
+    "extensions": ["binary_tensor_data", "model_repository", "mlops_routing", "mlops_feedback"],
+}
+_ADMIN_BODY_LIMIT = 1 << 20
+
+
+async def handle(
+    engine: Engine, scope: Scope, receive: Receive, send: Send, parts: list[str]
+) -> None:
+    """`parts` is the path split on '/', without the leading empty string and 'v2'."""
+    method = scope["method"]
+    head = parts[0] if parts else ""
+    if head == "" and len(parts) <= 1:
+        _require(method, "GET")
+        await respond_json(send, 200, SERVER)
+    elif head == "health" and len(parts) == 2 and parts[1] in ("live", "ready"):
+        _require(method, "GET")
+        ok = parts[1] == "live" or engine.repository.ready()
+        await respond_json(send, 200 if ok else 503, {parts[1]: ok})
+    elif head == "models" and len(parts) >= 2:
+        _require(method, "GET")
+        await _model(engine, send, parts[1:])
+    elif head == "repository":
+        _require(method, "POST")
+        body = json_body(await read_body(scope, receive, _ADMIN_BODY_LIMIT))
+        await _repository(engine, send, parts[1:], body)
+    elif head == "routing" and len(parts) == 1:
+        _require(method, "GET")
+        await respond_json(send, 200, engine.router.describe())
+    elif head == "routing" and len(parts) == 2:
+        _require(method, "PUT")
+        body = json_body(await read_body(scope, receive, _ADMIN_BODY_LIMIT))
+        generation = engine.router.update(parts[1], body)
+        await respond_json(send, 200, {"generation": generation})
+    elif head == "feedback" and len(parts) == 1:
+        _require(method, "POST")
+        body = json_body(await read_body(scope, receive, _ADMIN_BODY_LIMIT))
+        await respond_json(send, 200, engine.feedback.record(body))
+    else:
+        raise NotFound(f"no endpoint {scope['path']}")
+
+
+async def metrics(engine: Engine, send: Send) -> None:
+    text = exposition.generate_latest(engine.registry)
+    await respond(send, 200, text, exposition.CONTENT_TYPE_LATEST.encode())
+
+
+def _require(method: str, allowed: str) -> None:
+    if method != allowed:
+        raise MethodNotAllowed(f"use {allowed}")
+
+
+async def _model(engine: Engine, send: Send, parts: list[str]) -> None:
+    name = parts[0]
+    repo = engine.repository
+    versions = repo.versions_of(name)
+    if not versions:
+        raise NotFound(f"unknown model '{name}'")
+    if len(parts) >= 3 and parts[1] == "versions":
+        version, rest = parts[2], parts[3:]
+    elif len(parts) <= 2:
+        version, rest = None, parts[1:]
+    else:
+        raise NotFound("no such model endpoint")
+    if rest not in ([], ["ready"]):
+        raise NotFound("no such model endpoint")
+    live = repo.live.get(name, {})
+    if rest == ["ready"]:
+        ready = version in live if version is not None else bool(live)
+        doc = {"name": name, "ready": ready}
+        if version is not None:
+            doc["version"] = version
+        await respond_json(send, 200 if ready else 503, doc)
+        return
+    if version is None:
+        route = engine.router.routes.get(name)
+        if route is None:
+            raise NotFound(f"model '{name}' has no ready version")
+        mv = route.choose()
+    else:
+        mv = repo.get(name, version)
+    await respond_json(send, 200, mv.metadata(sorted(live, key=semver_key)))
+
+
+async def _repository(engine: Engine, send: Send, parts: list[str], body: Any) -> None:
+    if parts == ["index"]:
+        rows = engine.repository.index()
+        if isinstance(body, dict) and body.get("ready"):
+            rows = [r for r in rows if r["state"] == "READY"]
+        await respond_json(send, 200, rows)
+        return
+    if len(parts) != 3 or parts[0] != "models" or parts[2] not in ("load", "unload"):
+        raise NotFound("no such repository endpoint")
+    name, action = parts[1], parts[2]
+    params = body.get("parameters") if isinstance(body, dict) else None
+    params = params or {}
+    if not isinstance(params, dict):
+        raise BadRequest("parameters must be an object")
+    version = params.get("version")
+    if version is not None and not isinstance(version, str):
+        raise BadRequest("parameters.version must be a string")
+    settings = params.get("settings")
+    if settings is not None and not isinstance(settings, dict):
+        raise BadRequest("parameters.settings must be an object")
+    if action == "load":
+        loaded = await engine.load(name, version, settings)
+        await respond_json(send, 200, {"name": name, "versions": loaded, "state": "READY"})
+    else:
+        unloaded = await engine.unload(name, version)
+        await respond_json(send, 200, {"name": name, "versions": unloaded, "state": "UNLOADED"})

@@ -1,0 +1,140 @@
+"""The engine: one ASGI application per worker process, wiring repository, router and metrics.
+
+A raw ASGI callable rather than a framework: the inference path is a prefix check, a split
+and a call, which keeps the front door within reach of a bare onnxruntime handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from mlops.serving import admin, infer, metrics, tracing
+from mlops.serving.config import ServeConfig
+from mlops.serving.errors import MethodNotAllowed, NotFound, ServingError
+from mlops.serving.feedback import FeedbackBook
+from mlops.serving.http import Receive, Scope, Send, respond_error
+from mlops.serving.repository import Repository
+from mlops.serving.router import Router
+from mlops.serving.stats import StatsBook
+
+log = logging.getLogger("mlops.serving")
+
+_INFER_PREFIX = "/v2/models/"
+_INFER_SUFFIX = "/infer"
+
+
+class Engine:
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.max_body_bytes = config.max_body_bytes
+        self.stats = StatsBook()
+        self._executor = ThreadPoolExecutor(config.threads, thread_name_prefix="mlops-infer")
+        self.repository = Repository(
+            config.repository,
+            self._executor,
+            config.threads,
+            config.intra_op_threads,
+            self.stats,
+            on_change=self._changed,
+        )
+        self.router = Router(self.repository.live)
+        self.feedback = FeedbackBook(self.stats)
+        self.tracer = tracing.make_tracer()
+        self.registry = metrics.registry(
+            metrics.EngineCollector(self.stats, self._queue_depths, lambda: self.router.generation)
+        )
+        self._startup: asyncio.Task[None] | None = None
+
+    def _changed(self) -> None:
+        self.router.rebuild()
+
+    def _queue_depths(self) -> dict[tuple[str, str], int]:
+        return {
+            (name, v): mv.batcher.depth
+            for name, versions in self.repository.live.items()
+            for v, mv in versions.items()
+        }
+
+    async def load(
+        self, name: str, version: str | None, settings: dict[str, Any] | None
+    ) -> list[str]:
+        if version is None:
+            versions = [v for n, v in self.repository.on_disk() if n == name]
+            if not versions:
+                raise NotFound(f"no versions of '{name}' in the repository")
+        else:
+            versions = [version]
+        for v in versions:
+            await self.repository.load(name, v, settings)
+        return versions
+
+    async def unload(self, name: str, version: str | None) -> list[str]:
+        self.router.check_unload(name, version)
+        versions = [version] if version is not None else self.repository.versions_of(name)
+        for v in versions:
+            await self.repository.unload(name, v)
+        self.router.forget(name)
+        return versions
+
+    async def _load_all(self) -> None:
+        try:
+            for name, version in self.repository.on_disk():
+                try:
+                    await self.repository.load(name, version, None)
+                except ServingError as exc:
+                    log.warning("%s", exc.message)
+        finally:
+            self.repository.starting = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        try:
+            if path.startswith(_INFER_PREFIX) and path.endswith(_INFER_SUFFIX):
+                parts = path[len(_INFER_PREFIX) : -len(_INFER_SUFFIX)].split("/")
+                if len(parts) == 1:
+                    name, version = parts[0], None
+                elif len(parts) == 3 and parts[1] == "versions":
+                    name, version = parts[0], parts[2]
+                else:
+                    raise NotFound(f"no endpoint {path}")
+                if scope["method"] != "POST":
+                    raise MethodNotAllowed("use POST")
+                await infer.handle(self, scope, receive, send, name, version)
+            elif path == "/metrics":
+                await admin.metrics(self, send)
+            elif path == "/v2" or path.startswith("/v2/"):
+                await admin.handle(self, scope, receive, send, path[4:].rstrip("/").split("/"))
+            else:
+                raise NotFound(f"no endpoint {path}")
+        except ServingError as exc:
+            await respond_error(send, exc.status, exc.message)
+        except Exception as exc:
+            # Never a traceback to the client and never a dead worker: one line each way.
+            log.exception("internal error on %s", path)
+            await respond_error(send, 500, f"internal error: {type(exc).__name__}")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if self.config.load_all:
+                    self._startup = asyncio.create_task(self._load_all())
+                else:
+                    self.repository.starting = False
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._startup is not None:
+                    self._startup.cancel()
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return

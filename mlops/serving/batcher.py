@@ -1,0 +1,158 @@
+"""Dynamic batching for one version: a bounded queue merged into batches run off the loop.
+
+The batcher dispatches as soon as a batch slot is free, so an idle model adds no latency;
+requests that arrive while the model is busy merge into the next batch (up to
+`max_batch_size` rows). With `preferred_batch_sizes`, an idle model holds the queue for up to
+`max_queue_delay_ms` to reach the largest preferred size. All state is touched only on the
+event loop thread; only `_run` executes in the inference thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+import numpy as np
+
+from mlops.serving.errors import ModelFailure, Overloaded, ServingError
+from mlops.serving.settings import Batching
+from mlops.serving.stats import VersionStats
+
+Feeds = dict[str, np.ndarray[Any, Any]]
+Outputs = list[np.ndarray[Any, Any]]
+Result = Outputs | ServingError
+
+
+class _Item:
+    __slots__ = ("feeds", "future", "rows", "since")
+
+    def __init__(self, feeds: Feeds, rows: int, future: asyncio.Future[Outputs], since: float):
+        self.feeds = feeds
+        self.rows = rows
+        self.future = future
+        self.since = since
+
+
+class Batcher:
+    def __init__(
+        self,
+        run: Callable[[Feeds], Outputs],
+        batching: Batching,
+        executor: Executor,
+        slots: int,
+        stats: VersionStats,
+        name: str,
+    ) -> None:
+        self._run_model = run
+        self._executor = executor
+        self._slots = slots
+        self._stats = stats
+        self._name = name
+        self._max_rows = batching.max_batch_size if batching.enabled else 1
+        self._target = max(batching.preferred_batch_sizes, default=0)
+        self._delay = batching.max_queue_delay_ms / 1000.0
+        self._max_queue = batching.max_queue_size
+        self._pending: deque[_Item] = deque()
+        self._pending_rows = 0
+        self._busy = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+        self.outstanding = 0  # admitted, not yet answered
+        self._drained: asyncio.Event | None = None
+
+    @property
+    def depth(self) -> int:
+        return len(self._pending)
+
+    def submit(self, feeds: Feeds, rows: int) -> asyncio.Future[Outputs]:
+        if len(self._pending) >= self._max_queue:
+            raise Overloaded(f"{self._name}: queue full ({self._max_queue} waiting)")
+        future: asyncio.Future[Outputs] = self._loop.create_future()
+        self._pending.append(_Item(feeds, rows, future, self._loop.time()))
+        self._pending_rows += rows
+        self.outstanding += 1
+        self._dispatch()
+        return future
+
+    async def drain(self) -> None:
+        """Wait until every admitted request has been answered."""
+        if self.outstanding:
+            self._drained = asyncio.Event()
+            await self._drained.wait()
+
+    def _dispatch(self) -> None:
+        while self._pending and self._busy < self._slots:
+            if self._busy == 0 and self._pending_rows < self._target:
+                wait = self._pending[0].since + self._delay - self._loop.time()
+                if wait > 0:
+                    if self._timer is None:
+                        self._timer = self._loop.call_later(wait, self._on_timer)
+                    return
+            items = self._take()
+            self._busy += 1
+            future = self._loop.run_in_executor(self._executor, self._run, items)
+            future.add_done_callback(functools.partial(self._done, items))
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
+
+    def _take(self) -> list[_Item]:
+        first = self._pending.popleft()
+        items, rows = [first], first.rows
+        shapes = {k: v.shape[1:] for k, v in first.feeds.items()}
+        while self._pending and rows + self._pending[0].rows <= self._max_rows:
+            feeds = self._pending[0].feeds
+            # Only tensors that agree beyond the batch dimension can be concatenated.
+            if any(v.shape[1:] != shapes.get(k) for k, v in feeds.items()):
+                break
+            item = self._pending.popleft()
+            items.append(item)
+            rows += item.rows
+        self._pending_rows -= rows
+        return items
+
+    def _run(self, items: list[_Item]) -> list[Result]:
+        """Runs in the thread pool: one merged run, split back by rows."""
+        if len(items) == 1:
+            return [self._run_one(items[0].feeds)]
+        feeds = {k: np.concatenate([it.feeds[k] for it in items]) for k in items[0].feeds}
+        try:
+            outputs = self._run_model(feeds)
+        except ModelFailure:
+            # One bad request must not fail its batch-mates: rerun each alone.
+            return [self._run_one(it.feeds) for it in items]
+        results: list[Result] = []
+        offset = 0
+        for it in items:
+            results.append([o[offset : offset + it.rows] for o in outputs])
+            offset += it.rows
+        return results
+
+    def _run_one(self, feeds: Feeds) -> Result:
+        try:
+            return self._run_model(feeds)
+        except ServingError as exc:
+            return exc
+
+    def _done(self, items: list[_Item], future: asyncio.Future[list[Result]]) -> None:
+        self._busy -= 1
+        self._stats.batches += 1
+        self._stats.batched_requests += len(items)
+        exc = "cancelled" if future.cancelled() else future.exception()
+        for i, it in enumerate(items):
+            if it.future.done():  # the client went away and the request was cancelled
+                continue
+            result = ModelFailure(f"model failed: {exc}") if exc else future.result()[i]
+            if isinstance(result, ServingError):
+                it.future.set_exception(result)
+            else:
+                it.future.set_result(result)
+        self.outstanding -= len(items)
+        if self.outstanding == 0 and self._drained is not None:
+            self._drained.set()
+        self._dispatch()

@@ -1,0 +1,181 @@
+"""The model repository: loads, reloads and unloads versions at run time.
+
+Readers (the request path) see `live`, which holds only warmed versions. A load builds and
+warms the session in the loader pool, then swaps it in on the event loop in one step; an
+unload removes the version first, so no new request can reach it, then drains it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from mlops.serving import settings as settings_mod
+from mlops.serving.batcher import Batcher
+from mlops.serving.errors import BadRequest, NotFound
+from mlops.serving.session import Session
+from mlops.serving.stats import StatsBook
+from mlops.serving.version import ModelVersion, State
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+
+
+@dataclass(slots=True)
+class Entry:
+    state: State
+    reason: str = ""
+
+
+class Repository:
+    def __init__(
+        self,
+        root: Path | None,
+        executor: Executor,
+        inference_threads: int,
+        intra_op_threads: int,
+        stats: StatsBook,
+        on_change: Callable[[], None],
+    ) -> None:
+        self.root = root
+        self._executor = executor
+        self._inference_threads = inference_threads
+        self._intra_op_threads = intra_op_threads
+        self._stats = stats
+        self._on_change = on_change
+        # Loading is CPU and disk work of its own: keep it out of the inference pool.
+        self._loader = ThreadPoolExecutor(2, thread_name_prefix="mlops-load")
+        self.live: dict[str, dict[str, ModelVersion]] = {}
+        self.entries: dict[tuple[str, str], Entry] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.starting = True
+
+    def get(self, name: str, version: str) -> ModelVersion:
+        found = self.live.get(name, {}).get(version)
+        if found is None:
+            if name not in self.live:
+                raise NotFound(f"unknown model '{name}'")
+            raise NotFound(f"model '{name}' has no loaded version '{version}'")
+        return found
+
+    def ready(self) -> bool:
+        return not self.starting and all(e.state is State.READY for e in self.entries.values())
+
+    def on_disk(self) -> list[tuple[str, str]]:
+        if self.root is None or not self.root.is_dir():
+            return []
+        return sorted(
+            (m.parent.parent.name, m.parent.name) for m in self.root.glob("*/*/model.onnx")
+        )
+
+    def index(self) -> list[dict[str, str]]:
+        rows = {
+            key: {"name": key[0], "version": key[1], "state": e.state.value, "reason": e.reason}
+            for key, e in self.entries.items()
+        }
+        for key in self.on_disk():
+            rows.setdefault(
+                key,
+                {"name": key[0], "version": key[1], "state": "UNAVAILABLE", "reason": "unloaded"},
+            )
+        return [rows[k] for k in sorted(rows)]
+
+    async def load(self, name: str, version: str, override: dict[str, Any] | None) -> None:
+        """Load (or reload with new settings) and warm one version; idempotent."""
+        key = (_check_name(name), _check_name(version))
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            raw = self._settings(name, version, override)
+            old = self.live.get(name, {}).get(version)
+            if old is not None and old.settings.raw == raw:
+                return
+            if old is None:
+                self.entries[key] = Entry(State.LOADING)
+            try:
+                parsed = settings_mod.parse(raw)
+                _check_batchable(parsed)
+                path = str(self._dir(name, version) / "model.onnx")
+                session = await asyncio.get_running_loop().run_in_executor(
+                    self._loader, self._build, path, parsed
+                )
+            except BadRequest as exc:
+                if old is None:
+                    self.entries[key] = Entry(State.UNAVAILABLE, exc.message)
+                raise BadRequest(f"failed to load {name}@{version}: {exc.message}") from None
+            stats = self._stats.get(name, version)
+            b = parsed.batching
+            slots = b.max_concurrent_batches or (1 if b.enabled else self._inference_threads)
+            batcher = Batcher(session.run, b, self._executor, slots, stats, f"{name}@{version}")
+            self.live.setdefault(name, {})[version] = ModelVersion(
+                name, version, session, batcher, stats
+            )
+            self.entries[key] = Entry(State.READY)
+            self._on_change()
+            if old is not None:
+                await old.batcher.drain()
+
+    def _build(self, path: str, parsed: settings_mod.VersionSettings) -> Session:
+        session = Session(path, parsed, self._intra_op_threads)
+        session.warm_up(parsed.warmup_requests)
+        return session
+
+    async def unload(self, name: str, version: str) -> None:
+        """Stop routing to a version, wait for its in-flight requests, then release it."""
+        key = (name, version)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            self.entries.pop(key, None)
+            versions = self.live.get(name, {})
+            old = versions.pop(version, None)
+            if not versions:
+                self.live.pop(name, None)
+            if old is None:
+                return
+            self._on_change()
+            await old.batcher.drain()
+
+    def versions_of(self, name: str) -> list[str]:
+        assigned = {v for (n, v) in self.entries if n == name}
+        return sorted(assigned | set(self.live.get(name, {})))
+
+    def _dir(self, name: str, version: str) -> Path:
+        if self.root is None:
+            raise NotFound("the engine was started without --repository")
+        path = self.root / name / version
+        if not (path / "model.onnx").is_file():
+            raise NotFound(f"no model at {path}/model.onnx")
+        return path
+
+    def _settings(self, name: str, version: str, override: dict[str, Any] | None) -> dict[str, Any]:
+        file = self._dir(name, version) / "settings.json"
+        raw: dict[str, Any] = {}
+        if file.is_file():
+            try:
+                loaded = orjson.loads(file.read_bytes())
+            except orjson.JSONDecodeError as exc:
+                raise BadRequest(f"{file}: invalid JSON: {exc}") from None
+            if not isinstance(loaded, dict):
+                raise BadRequest(f"{file}: settings must be a JSON object")
+            raw = loaded
+        if override is not None:
+            raw = {**raw, **override}
+        return raw
+
+
+def _check_name(text: str) -> str:
+    # Names become path segments: refuse anything that could climb out of the repository.
+    if not _NAME.match(text) or ".." in text:
+        raise BadRequest(f"invalid model name or version {text!r}")
+    return text
+
+
+def _check_batchable(parsed: settings_mod.VersionSettings) -> None:
+    if parsed.batching.enabled:
+        for spec in parsed.inputs:
+            if not spec.shape or spec.shape[0] != -1:
+                raise BadRequest(f"batching needs -1 as the first dimension of input '{spec.name}'")

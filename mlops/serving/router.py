@@ -1,0 +1,181 @@
+"""Weighted routing and shadow mirroring between the live versions of each model.
+
+The controller declares a table per model (weights, shadow, generation). The router resolves
+it against the repository into an immutable `Route` and swaps the whole route in one
+assignment, so a request sees either the old table or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from bisect import bisect_right
+from dataclasses import dataclass
+from typing import Any
+
+from mlops.serving.errors import BadRequest, Conflict, NotFound
+from mlops.serving.version import ModelVersion
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    generation: int
+    weights: dict[str, int]
+    shadow: tuple[str, float] | None  # (version, percent)
+
+    def describe(self) -> dict[str, Any]:
+        shadow = (
+            None if self.shadow is None else {"version": self.shadow[0], "percent": self.shadow[1]}
+        )
+        return {"generation": self.generation, "weights": dict(self.weights), "shadow": shadow}
+
+
+class Route:
+    """A resolved table: direct references to live versions plus cumulative weights."""
+
+    __slots__ = ("_cumulative", "_total", "_versions", "shadow", "shadow_rate")
+
+    def __init__(
+        self, weighted: list[tuple[ModelVersion, int]], shadow: ModelVersion | None, percent: float
+    ) -> None:
+        self._versions = [v for v, _ in weighted]
+        self._cumulative: list[int] = []
+        total = 0
+        for _, w in weighted:
+            total += w
+            self._cumulative.append(total)
+        self._total = total
+        self.shadow = shadow
+        self.shadow_rate = percent / 100.0
+
+    def choose(self) -> ModelVersion:
+        if len(self._versions) == 1:
+            return self._versions[0]
+        return self._versions[bisect_right(self._cumulative, random.random() * self._total)]
+
+    def mirror(self, served: ModelVersion) -> ModelVersion | None:
+        """The shadow version to mirror this request to, if any."""
+        shadow = self.shadow
+        if shadow is None or shadow is served or random.random() >= self.shadow_rate:
+            return None
+        return shadow
+
+
+class Router:
+    def __init__(self, live: dict[str, dict[str, ModelVersion]]) -> None:
+        self._live = live  # the repository's view, shared by reference
+        self.tables: dict[str, Table] = {}
+        # Kept after a model is unloaded so its generation can never go backwards.
+        self._generations: dict[str, int] = {}
+        self.generation = 0
+        self.routes: dict[str, Route] = {}
+
+    def rebuild(self) -> None:
+        routes: dict[str, Route] = {}
+        for name, versions in self._live.items():
+            if not versions:
+                continue
+            table = self.tables.get(name)
+            weighted = [
+                (versions[v], w)
+                for v, w in (table.weights.items() if table else ())
+                if w > 0 and v in versions
+            ]
+            if not weighted:
+                # No declared weights: the newest version takes all traffic.
+                weighted = [(versions[max(versions, key=semver_key)], 1)]
+            shadow, percent = None, 0.0
+            if table and table.shadow:
+                shadow = versions.get(table.shadow[0])
+                percent = table.shadow[1]
+            routes[name] = Route(weighted, shadow, percent)
+        self.routes = routes
+
+    def update(self, name: str, body: Any) -> int:
+        """Apply a PUT /v2/routing/{name} body; returns the generation now in force."""
+        if not isinstance(body, dict):
+            raise BadRequest("routing body must be a JSON object")
+        versions = self._live.get(name)
+        if not versions:
+            raise NotFound(f"unknown model '{name}'")
+        weights = _weights(body.get("weights", {}))
+        for v, w in weights.items():
+            if w > 0 and v not in versions:
+                raise Conflict(f"model '{name}' has no loaded version '{v}'")
+        shadow = _shadow(body.get("shadow"))
+        if shadow is not None and shadow[0] not in versions:
+            raise Conflict(f"shadow version '{shadow[0]}' of '{name}' is not loaded")
+        current = self._generations.get(name, 0)
+        generation = body.get("generation")
+        if generation is None:
+            generation = max(current, self.generation) + 1
+        if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
+            raise BadRequest("generation must be a non-negative integer")
+        table = Table(generation, weights, shadow)
+        old = self.tables.get(name)
+        if generation < current or (
+            generation == current
+            and old is not None
+            and (old.weights, old.shadow) != (weights, shadow)
+        ):
+            raise Conflict(f"generation {generation} is behind the current {current} of '{name}'")
+        self.tables[name] = table
+        self._generations[name] = generation
+        self.generation = max(self.generation, generation)
+        self.rebuild()
+        return generation
+
+    def check_unload(self, name: str, version: str | None) -> None:
+        table = self.tables.get(name)
+        if table is None or version is None:
+            return
+        if table.weights.get(version, 0) > 0:
+            raise Conflict(f"{name}@{version} still has weight; set it to 0 before unloading")
+        if table.shadow and table.shadow[0] == version:
+            raise Conflict(f"{name}@{version} is the shadow target; clear the shadow first")
+
+    def forget(self, name: str) -> None:
+        """Drop the table of a model whose last version was unloaded."""
+        if name not in self._live:
+            self.tables.pop(name, None)
+
+    def describe(self) -> dict[str, Any]:
+        models: dict[str, Any] = {}
+        for name in sorted(set(self._live) | set(self.tables)):
+            table = self.tables.get(name)
+            if table is not None:
+                models[name] = table.describe()
+            else:
+                route = self._generations.get(name, 0)
+                models[name] = {"generation": route, "weights": {}, "shadow": None}
+        return {"generation": self.generation, "models": models}
+
+
+def _weights(raw: Any) -> dict[str, int]:
+    if not isinstance(raw, dict):
+        raise BadRequest("weights must be an object of version -> integer")
+    for v, w in raw.items():
+        if not isinstance(w, int) or isinstance(w, bool) or w < 0:
+            raise BadRequest(f"weight of '{v}' must be a non-negative integer")
+    if raw and sum(raw.values()) == 0:
+        raise BadRequest("at least one weight must be positive")
+    return dict(raw)
+
+
+def _shadow(raw: Any) -> tuple[str, float] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("version"), str):
+        raise BadRequest("shadow must be null or {version, percent}")
+    percent = raw.get("percent", 100)
+    if not isinstance(percent, int | float) or isinstance(percent, bool) or not 0 <= percent <= 100:
+        raise BadRequest("shadow.percent must be a number in [0, 100]")
+    return raw["version"], float(percent)
+
+
+def semver_key(version: str) -> tuple[Any, ...]:
+    """Order versions like semver (1.10.0 after 1.9.0); non-numeric parts sort as text."""
+    core, _, pre = version.partition("-")
+    parts = [int(p) if p.isdigit() else -1 for p in re.split(r"[.+]", core)]
+    # A release sorts after its pre-releases.
+    return (parts, pre == "", pre)

@@ -1,0 +1,123 @@
+"""One engine worker process: uvicorn on the shared port plus this worker's admin port.
+
+Run as `python -m mlops.serving.worker CONFIG_JSON INDEX` by the supervisor, or in-process
+for a single replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import orjson
+import uvicorn
+
+from mlops import errors
+from mlops.serving.app import Engine
+from mlops.serving.config import ServeConfig
+
+
+def bind(host: str, port: int, reuse_port: bool) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        # Every worker binds the same port; the kernel spreads connections across them.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def state_path(config: ServeConfig, index: int) -> Path:
+    return config.state_dir / f"worker-{index}.json"
+
+
+def _write_state(config: ServeConfig, index: int, admin_port: int) -> Path:
+    path = state_path(config, index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "index": index,
+        "pid": os.getpid(),
+        "admin_url": f"http://{config.host}:{admin_port}",
+        "url": f"http://{config.host}:{config.port}",
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(orjson.dumps(doc))
+    tmp.replace(path)  # readers never see a half-written file
+    return path
+
+
+async def _serve(config: ServeConfig, index: int) -> None:
+    admin_port = config.first_admin_port + index
+    sockets = []
+    for port, reuse in ((config.port, True), (admin_port, False)):
+        try:
+            sockets.append(bind(config.host, port, reuse))
+        except OSError as exc:
+            raise errors.UsageError(
+                f"cannot listen on {config.host}:{port}: {exc.strerror or exc}"
+            ) from None
+    server = uvicorn.Server(
+        uvicorn.Config(
+            Engine(config),
+            http="httptools",
+            loop="none",  # already running on uvloop
+            lifespan="on",
+            access_log=False,
+            log_level=config.log_level,
+            server_header=False,
+            date_header=False,
+            timeout_graceful_shutdown=10,
+        )
+    )
+    watcher = asyncio.create_task(_announce(server, config, index, admin_port))
+    try:
+        await server.serve(sockets=sockets)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(FileNotFoundError):
+            state_path(config, index).unlink()
+
+
+async def _announce(server: uvicorn.Server, config: ServeConfig, index: int, port: int) -> None:
+    while not server.started:
+        await asyncio.sleep(0.01)
+    _write_state(config, index, port)
+
+
+def run(config: ServeConfig, index: int) -> None:
+    """Serve until SIGTERM or SIGINT (uvicorn installs the handlers and shuts down cleanly)."""
+    import uvloop
+
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
+    # uvicorn re-raises the signal that stopped it once it has shut down; with no-op handlers
+    # underneath, that ends in a clean return (exit 0) instead of death by signal.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
+    uvloop.run(_serve(config, index))
+
+
+def _die_with_parent() -> None:
+    # Linux only: if the supervisor is killed outright, take the worker down too.
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+if __name__ == "__main__":
+    _die_with_parent()
+    try:
+        run(ServeConfig.from_json(sys.argv[1]), int(sys.argv[2]))
+    except errors.MlopsError as exc:
+        print(f"Error: {exc.message}", file=sys.stderr)
+        sys.exit(1)
