@@ -31,13 +31,16 @@ def steady(
     result = ModelResult()
     reasons: list[str] = []
     canary = registry.canary
+    reset = False
     if canary and canary != version:
         result.warnings.append(
             f"{name}: the rollout of {canary} in progress is abandoned: the spec names the "
             f"stable version {version}"
         )
         reasons.append(f"abandon the rollout of {canary}")
-        _retire_candidate(seq, runtime, canary, version, "the spec names the stable version")
+        reset = _retire_candidate(
+            seq, runtime, canary, version, "the spec names the stable version"
+        )
         seq.add(
             K.PROMOTE,
             Address.deployment(name),
@@ -51,7 +54,7 @@ def steady(
         why = "the runtime is not running" if runtime is None else "it is not loaded"
         reasons.append(f"load the stable version ({why})")
         _load(seq, deployment, reason=f"stable version {version} is not serving: {why}")
-    if not loaded or _off_target(runtime, version):
+    if not loaded or (_off_target(runtime, version) and not reset):
         before = _traffic_before(runtime)
         seq.add(
             K.SET_TRAFFIC,
@@ -258,11 +261,13 @@ def _retire_candidate(
     candidate: str,
     stable: str | None,
     why: str,
-) -> None:
-    """Take an earlier candidate out: its weight to 0 first, then unload it."""
+) -> bool:
+    """Take an earlier candidate out: its weight to 0 first, then unload it. True when the
+    traffic table was reset to the stable version."""
     if runtime is None:
-        return
+        return False
     shadow = runtime.shadow.version if runtime.shadow else None
+    reset = False
     if stable and (runtime.weights.get(candidate, 0) > 0 or shadow == candidate):
         seq.add(
             K.SET_TRAFFIC,
@@ -273,6 +278,7 @@ def _retire_candidate(
             reason=f"weight of {candidate} to 0: {why}",
             tag="reset",
         )
+        reset = True
     if candidate in runtime.loaded:
         seq.add(
             K.RETIRE,
@@ -282,6 +288,7 @@ def _retire_candidate(
             reason=f"unload {candidate}: {why}",
             tag=candidate,
         )
+    return reset
 
 
 def _traffic_before(runtime: state.RuntimeModel | None) -> dict[str, Any] | None:
