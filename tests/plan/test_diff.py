@@ -413,7 +413,9 @@ def test_compatible_signature_changes_are_allowed_with_a_minor_bump() -> None:
     model:
       signature:
         inputs: [{name: input, dtype: FP32, shape: [-1, 4]}]
-        outputs: [{name: score, dtype: FP32, shape: [-1, 2]}, {name: label, dtype: INT64, shape: [-1]}]
+        outputs:
+          - {name: score, dtype: FP32, shape: [-1, 2]}
+          - {name: label, dtype: INT64, shape: [-1]}
     """
     plan = h.plan([h.deployment(version="1.1.0", extra=extra)], STABLE_V1)
     assert plan.errors == []
