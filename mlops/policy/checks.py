@@ -1,0 +1,208 @@
+"""One function per check key: (rule value, model change) -> findings. Pure.
+
+Rollout-shape checks judge updates only (traffic taken from a serving version); a first
+deployment has no live traffic to protect. Checks of how a rollout starts skip a rollout the
+plan resumes (its start was checked when it began). Threshold checks judge every checkpoint.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import semver
+
+from mlops import core
+from mlops.plan import types as plan_types
+from mlops.policy import facts, rules
+
+Kind = plan_types.ActionKind
+
+
+@dataclass(frozen=True)
+class Finding:
+    detail: str  # what the plan does, in numbers
+    action_id: str | None = None
+
+
+Check = Callable[[Any, facts.RolloutFacts], list[Finding]]
+
+
+def _pct(value: int) -> str:
+    return f"{value}%"
+
+
+def max_first_step_weight(limit: int, change: facts.RolloutFacts) -> list[Finding]:
+    if not change.is_update or change.continuing:
+        return []
+    first = change.steps[0].weight if change.steps else 100
+    if first <= limit:
+        return []
+    where = change.steps[0].action_id if change.steps else None
+    return [
+        Finding(
+            f"first step sends {_pct(first)} to {change.new_version} (limit {_pct(limit)})", where
+        )
+    ]
+
+
+def min_hold(minimum: float, change: facts.RolloutFacts) -> list[Finding]:
+    if not change.is_update:
+        return []
+    if not change.steps:
+        return [Finding(f"{change.new_version} takes 100% at once, with no hold")]
+    found = []
+    for step in change.steps:
+        if step.hold is None:
+            found.append(
+                Finding(f"step {_pct(step.weight)} has no checkpoint gate", step.action_id)
+            )
+        elif step.hold < minimum:
+            held, need = core.format_duration(step.hold), core.format_duration(minimum)
+            found.append(
+                Finding(
+                    f"step {_pct(step.weight)} holds {held} (minimum {need})", step.checkpoint_id
+                )
+            )
+    return found
+
+
+def min_canary_steps(minimum: int, change: facts.RolloutFacts) -> list[Finding]:
+    if not change.is_update or change.continuing or len(change.steps) >= minimum:
+        return []
+    weights = " -> ".join(_pct(w) for w in [*(s.weight for s in change.steps), 100])
+    return [Finding(f"{len(change.steps)} step(s) before 100% ({weights}); minimum {minimum}")]
+
+
+def max_step_increase(limit: int, change: facts.RolloutFacts) -> list[Finding]:
+    if not change.is_update:
+        return []
+    found = []
+    start = [] if change.continuing else [0]
+    weights = [*start, *(s.weight for s in change.steps), 100]
+    for before, after in itertools.pairwise(weights):
+        if after - before > limit:
+            found.append(Finding(f"weight jumps {_pct(before)} -> {_pct(after)} (limit +{limit})"))
+    return found
+
+
+def _gates(checkpoint: plan_types.Action) -> list[dict[str, Any]]:
+    gates = (checkpoint.after or {}).get("gates") or []
+    return [g for g in gates if isinstance(g, dict)]
+
+
+def require_gates(required: list[str], change: facts.RolloutFacts) -> list[Finding]:
+    if not change.is_update:
+        return []
+    traffic = [c for c in change.checkpoints if not (c.after or {}).get("shadow")]
+    if not traffic:
+        return [Finding(f"{change.new_version} gets traffic with no gate checkpoint")]
+    found = []
+    for checkpoint in traffic:
+        labels = {g.get("name") or g.get("metric") for g in _gates(checkpoint)}
+        missing = [r for r in required if r not in labels]
+        if missing:
+            weight = (checkpoint.after or {}).get("weight")
+            found.append(
+                Finding(
+                    f"checkpoint at {weight}% lacks gate(s) {', '.join(missing)}", checkpoint.id
+                )
+            )
+    return found
+
+
+def _threshold_check(metrics: tuple[str, ...], key: str, what: str) -> Check:
+    def check(limit: float, change: facts.RolloutFacts) -> list[Finding]:
+        found = []
+        for checkpoint in change.checkpoints:
+            for gate in _gates(checkpoint):
+                value = gate.get(key)
+                if (
+                    gate.get("metric") in metrics
+                    and isinstance(value, int | float)
+                    and value > limit
+                ):
+                    found.append(
+                        Finding(
+                            f"{gate['metric']} {what} {value:g} (limit {limit:g})", checkpoint.id
+                        )
+                    )
+        return found
+
+    return check
+
+
+def min_requests(minimum: int, change: facts.RolloutFacts) -> list[Finding]:
+    found = []
+    for checkpoint in change.checkpoints:
+        value = (checkpoint.after or {}).get("min_requests")
+        if isinstance(value, int | float) and value < minimum:
+            found.append(Finding(f"min_requests {value:g} (minimum {minimum})", checkpoint.id))
+    return found
+
+
+def forbid_strategy(
+    forbidden: list[rules.RolloutStrategy], change: facts.RolloutFacts
+) -> list[Finding]:
+    if change.is_update and change.strategy in forbidden:
+        return [Finding(f"{change.new_version} is rolled out {change.strategy}")]
+    return []
+
+
+def _major(version: str | None) -> int | None:
+    try:
+        return int(semver.Version.parse(version or "").major)
+    except (ValueError, TypeError):
+        return None
+
+
+def require_shadow_for_major(enabled: bool, change: facts.RolloutFacts) -> list[Finding]:
+    if not enabled or not change.is_update:
+        return []
+    new, old = _major(change.new_version), _major(change.previous_version)
+    if new is None or old is None or new <= old:
+        return []
+    if change.strategy is rules.RolloutStrategy.SHADOW:
+        return []
+    return [
+        Finding(
+            f"{change.previous_version} -> {change.new_version} is a major bump"
+            " without a shadow phase"
+        )
+    ]
+
+
+def forbid_delete(enabled: bool, change: facts.RolloutFacts) -> list[Finding]:
+    if not enabled:
+        return []
+    return [Finding(f"deletes deployment {change.name}", a.id) for a in change.of_kind(Kind.DELETE)]
+
+
+def require_sha256(enabled: bool, change: facts.RolloutFacts) -> list[Finding]:
+    if not enabled:
+        return []
+    return [
+        Finding(f"{(a.after or {}).get('semver')} is registered without a sha256 pin", a.id)
+        for a in change.of_kind(Kind.REGISTER)
+        if not (a.after or {}).get("sha256")
+    ]
+
+
+CHECKS: dict[str, Check] = {
+    "max_first_step_weight": max_first_step_weight,
+    "min_hold": min_hold,
+    "min_canary_steps": min_canary_steps,
+    "max_step_increase": max_step_increase,
+    "require_gates": require_gates,
+    "max_error_rate_threshold": _threshold_check(("error_rate",), "max", "allows"),
+    "max_latency_increase": _threshold_check(
+        ("latency_p99", "latency_p50"), "max_increase", "allows an increase of"
+    ),
+    "min_requests": min_requests,
+    "forbid_strategy": forbid_strategy,
+    "require_shadow_for_major": require_shadow_for_major,
+    "forbid_delete": forbid_delete,
+    "require_sha256": require_sha256,
+}
