@@ -34,6 +34,7 @@ class FeatureStats(_Frozen):
     name: str
     mean: float
     std: float
+    count: int = 0  # finite values the statistics were computed from
     quantiles: dict[str, float] = Field(default_factory=dict)  # "p01", "p25", "p50", ...
     histogram: list[float] = Field(default_factory=list)  # bin counts
     bin_edges: list[float] = Field(default_factory=list)

@@ -1,0 +1,283 @@
+"""The model registry on MLflow: semver versions with checksum, signature, baseline, stats.
+
+Layout: one MLflow run per registration holds the artifacts (`model/model.onnx`,
+`model/feature_stats.json`); the model version points at that directory and carries the
+metadata as tags (`mlflow_tags`). Lookup by semver is one call through the alias
+`semver-X_Y_Z`. A version is created with `mlops.state=pending` and flipped to `ready` only
+after its semver alias is set; readers ignore pending versions and a failure deletes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mlops import errors
+from mlops.providers import artifact_refs, mlflow_session, onnx_artifact
+from mlops.providers import mlflow_tags as tags
+from mlops.spec import models as spec
+from mlops.state import models as state
+
+STALE_PENDING_SECONDS = 600.0  # a pending version this old belongs to a dead registration
+
+
+class MlflowRegistry:
+    """`Registry` over an MLflow tracking/registry URI (sqlite, a server, any backend)."""
+
+    def __init__(
+        self, tracking_uri: str, artifact_root: Path, *, workspace: Path | None = None
+    ) -> None:
+        self.session = mlflow_session.Session(tracking_uri, artifact_root)
+        self.tracking_uri = tracking_uri
+        self.artifact_root = artifact_root
+        self.workspace = workspace  # when set, local artifacts must stay inside it
+
+    # -- reads -------------------------------------------------------------------------
+
+    def refresh(self, names: Sequence[str] | None = None) -> dict[str, state.RegistryModel]:
+        wanted = None if names is None else {tags.check_name(n) for n in names}
+        versions: dict[str, list[state.RegistryVersion]] = {}
+        for entity in self.session.all_versions(None if wanted is None else sorted(wanted)):
+            decoded = tags.decode(entity)
+            if decoded is not None:
+                versions.setdefault(decoded.name, []).append(decoded)
+        aliases = self.session.all_aliases() if versions else {}
+        return {
+            name: tags.build_model(name, found, aliases.get(name, {}))
+            for name, found in sorted(versions.items())
+            if wanted is None or name in wanted
+        }
+
+    def get_version(self, name: str, semver: str) -> state.RegistryVersion | None:
+        entity = self._entity(name, semver)
+        return None if entity is None else tags.decode(entity)
+
+    def artifact_path(self, name: str, semver: str) -> Path:
+        version = self._require(name, semver)
+        path = self._fetch(version, tags.MODEL_FILE)
+        if onnx_artifact.sha256_file(path) != version.sha256:
+            raise errors.ArtifactError(
+                f"stored artifact of {name}@{semver} does not match its sha256 {version.sha256}"
+            )
+        return path
+
+    def training_stats(self, name: str, semver: str) -> list[state.FeatureStats]:
+        version = self._require(name, semver)
+        entity = self._entity(name, semver)
+        if entity is None or tags.STATS not in tags.tags_of(entity):
+            return []
+        raw = self._fetch(version, tags.STATS_FILE).read_text(encoding="utf-8")
+        try:
+            return [state.FeatureStats.model_validate(item) for item in json.loads(raw)]
+        except ValueError as exc:
+            raise errors.RegistryError(
+                f"feature stats of {name}@{semver} are corrupt: {exc}"
+            ) from None
+
+    # -- rollout state -----------------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, semver: str) -> None:
+        version = self._require(name, semver)
+        self.session.call(
+            "set alias",
+            "set_registered_model_alias",
+            name,
+            tags.check_alias(alias),
+            version.registry_version,
+        )
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self.session.call_missing_ok(
+            "delete alias",
+            "delete_registered_model_alias",
+            tags.check_name(name),
+            tags.check_alias(alias),
+        )
+
+    def mark_rejected(self, name: str, semver: str, reason: str) -> None:
+        version = self._require(name, semver)
+        self._set_tag(version, tags.REJECTED, tags.clip(reason or "rejected"))
+
+    def record_conformance(self, name: str, semver: str, result: Mapping[str, Any]) -> None:
+        version = self._require(name, semver)
+        self._set_tag(version, tags.CONFORMANCE, json.dumps(dict(result), sort_keys=True))
+
+    # -- registration ------------------------------------------------------------------
+
+    def register(
+        self, deployment: spec.ModelDeployment, artifact: Path | str, validation: Path | None
+    ) -> state.RegistryVersion:
+        name = tags.check_name(deployment.name)
+        model = deployment.spec.model
+        semver = tags.check_semver(model.version)
+        with tempfile.TemporaryDirectory(prefix="mlops-register-") as tmp:
+            staged = Path(tmp) / tags.ARTIFACT_DIR
+            staged.mkdir()
+            # Everything is checked on a private copy before the registry is touched, so a
+            # file changing underneath us cannot differ from what was hashed.
+            copy = staged / tags.MODEL_FILE
+            shutil.copyfile(self._source_file(artifact), copy)
+            onnx_model = onnx_artifact.load_model(copy)
+            sha256 = onnx_artifact.sha256_file(copy)
+            if model.sha256 is not None and model.sha256 != sha256:
+                raise errors.ArtifactError(
+                    f"{name}@{semver}: artifact sha256 is {sha256}, the spec pins {model.sha256}"
+                )
+            onnx_artifact.check_signature(model.signature, onnx_artifact.signature_of(onnx_model))
+            if validation is not None:
+                self._write_stats(staged, validation, model.signature)
+            existing = self._settle_existing(name, semver, sha256)
+            if existing is not None:
+                return existing
+            metadata = tags.version_tags(
+                semver, sha256, model.signature, model.baseline, validation is not None
+            )
+            return self._commit(name, semver, staged, metadata)
+
+    def _source_file(self, artifact: Path | str) -> Path:
+        text = str(artifact)
+        if text.startswith(artifact_refs.MODELS_SCHEME):
+            ref = artifact_refs.parse_models_uri(text)
+            semver = self._resolve_ref(ref)
+            return self.artifact_path(ref.name, semver)
+        path = artifact_refs.local_path(artifact, self.workspace)
+        if not path.is_file():
+            raise errors.ArtifactError(f"artifact {text!r} does not exist or is not a file")
+        return path
+
+    def _resolve_ref(self, ref: artifact_refs.ModelsUri) -> str:
+        """The semver a models:/ reference names (an alias, a semver or an MLflow number)."""
+        alias = ref.alias
+        if ref.version is not None and not ref.version.isdigit():
+            return tags.check_semver(ref.version)
+        entity = (
+            self.session.by_alias(ref.name, tags.check_alias(alias))
+            if alias is not None
+            else self.session.call_missing_ok(
+                "get version", "get_model_version", ref.name, ref.version
+            )
+        )
+        decoded = None if entity is None else tags.decode(entity)
+        if decoded is None:
+            raise errors.ArtifactError(f"models:/{ref.name} reference names no registered version")
+        return decoded.semver
+
+    def _write_stats(self, staged: Path, validation: Path, signature: spec.Signature) -> None:
+        from mlops import datasets  # numpy and pandas only when there is data to read
+
+        path = artifact_refs.local_path(validation, self.workspace, what="validation data")
+        inputs, _ = datasets.load_validation(path, [t.name for t in signature.inputs])
+        stats = [s.model_dump(mode="json") for s in datasets.feature_stats(inputs)]
+        (staged / tags.STATS_FILE).write_text(json.dumps(stats), encoding="utf-8")
+
+    def _settle_existing(self, name: str, semver: str, sha256: str) -> state.RegistryVersion | None:
+        """Immutability: the same bytes again are a no-op, different bytes an error. Pending
+        leftovers of a dead registration are removed; a live one is reported as busy."""
+        for entity in self.session.versions_with_semver(name, semver):
+            decoded = tags.decode(entity)
+            if decoded is not None:
+                if decoded.sha256 == sha256:
+                    return decoded
+                raise errors.RegistryError(
+                    f"{name}@{semver} is already registered with sha256 {decoded.sha256}; "
+                    f"released versions are immutable (this artifact is {sha256}): bump the version"
+                )
+            if not self._is_stale(entity):
+                raise errors.TransientError(f"{name}@{semver} is being registered right now")
+            self._discard(name, str(entity.version), entity.run_id)
+        return None
+
+    def _is_stale(self, entity: Any) -> bool:
+        owner = tags.tags_of(entity).get(tags.PENDING_OWNER, "")
+        host, _, pid = owner.rpartition(":")
+        if host == socket.gethostname() and pid.isdigit():
+            # Registrations in one process run one at a time: our own pid means a leftover.
+            return int(pid) == os.getpid() or not _alive(int(pid))
+        age = time.time() - (entity.creation_timestamp or 0) / 1000
+        return age > STALE_PENDING_SECONDS
+
+    def _commit(
+        self, name: str, semver: str, staged: Path, metadata: dict[str, str]
+    ) -> state.RegistryVersion:
+        self.session.ensure_model(name)
+        run_id, source = self.session.upload(name, semver, staged)
+        pending = {
+            **metadata,
+            tags.STATE: tags.PENDING,
+            tags.PENDING_OWNER: f"{socket.gethostname()}:{os.getpid()}",
+        }
+        number: str | None = None
+        try:
+            created = self.session.call(
+                "create version", "create_model_version", name, source, run_id=run_id, tags=pending
+            )
+            number = str(created.version)
+            self.session.call(
+                "set semver alias",
+                "set_registered_model_alias",
+                name,
+                tags.semver_alias(semver),
+                number,
+            )
+            self.session.call(
+                "mark ready", "set_model_version_tag", name, number, tags.STATE, tags.READY
+            )
+            self.session.call(
+                "clear owner", "delete_model_version_tag", name, number, tags.PENDING_OWNER
+            )
+        except BaseException:
+            self._discard(name, number, run_id)
+            raise
+        version = self.get_version(name, semver)
+        if version is None:  # another writer moved the alias between our calls
+            raise errors.TransientError(f"{name}@{semver} changed during registration; retry")
+        return version
+
+    def _discard(self, name: str, number: str | None, run_id: str | None) -> None:
+        """Best effort: remove a half-made version and its run. Failing here leaves a pending
+        version, which readers ignore and the next registration of that semver removes."""
+        try:
+            if number is not None:
+                self.session.call_missing_ok("discard", "delete_model_version", name, number)
+            if run_id:
+                self.session.delete_run(run_id)
+        except errors.MlopsError:
+            pass
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _entity(self, name: str, semver: str) -> Any:
+        return self.session.by_alias(tags.check_name(name), tags.semver_alias(semver))
+
+    def _require(self, name: str, semver: str) -> state.RegistryVersion:
+        version = self.get_version(name, semver)
+        if version is None:
+            raise errors.RegistryError(f"{name}@{semver} is not registered")
+        return version
+
+    def _set_tag(self, version: state.RegistryVersion, key: str, value: str) -> None:
+        self.session.call(
+            "set tag", "set_model_version_tag", version.name, version.registry_version, key, value
+        )
+
+    def _fetch(self, version: state.RegistryVersion, file_name: str) -> Path:
+        source = version.artifact_uri.rsplit("/", 1)[0]
+        artifact_refs.check_stored_source(source, self.session.local_artifact_root)
+        return self.session.fetch(source, file_name, version.name, version.semver)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,224 @@
+"""A thin, error-translating session over `mlflow.MlflowClient`.
+
+Every MLflow failure becomes an mlops error here: an unreachable server a fast
+TransientError, anything else a RegistryError, and "does not exist" a None where asked.
+Reads are paged searches covering every model at once, never one call per model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mlops import errors
+
+EXPERIMENT = "mlops-registry"
+VERSIONS_PAGE = 10_000
+MODELS_PAGE = 1_000  # MLflow's maximum for search_registered_models
+NAMES_PER_FILTER = 200  # keeps `name IN (...)` filter strings a sane length
+_UNREACHABLE = (
+    "Max retries exceeded",
+    "Connection refused",
+    "Failed to establish",
+    "timed out",
+    "Name or service not known",
+    "Connection aborted",
+)
+
+
+class Session:
+    def __init__(self, uri: str, artifact_root: Path) -> None:
+        self.uri = uri
+        scheme = urllib.parse.urlparse(uri).scheme
+        self.remote = scheme in ("http", "https")
+        # A database URI means this process writes artifacts itself: keep them in the
+        # workspace. A server decides its own artifact store (usually proxied over HTTP);
+        # then `artifact_root` only caches downloads.
+        self.local_artifact_root: Path | None = None if self.remote else artifact_root
+        self.download_root = artifact_root / "downloads"
+        self.artifact_root = artifact_root
+        if self.remote:
+            # MLflow retries a dead server for minutes by default; a CLI should say so fast.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+        if scheme == "sqlite":
+            db = Path(urllib.parse.urlparse(uri).path)
+            db.parent.mkdir(parents=True, exist_ok=True)
+        self._client: Any = None
+        self._experiment_id: str | None = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from mlflow import MlflowClient  # heavy: only when the registry is used
+
+            # After the import: mlflow sets up its own loggers and would print table migrations.
+            for noisy in ("mlflow", "alembic"):
+                logging.getLogger(noisy).setLevel(logging.WARNING)
+
+            self._client = self._translate("connect", MlflowClient, self.uri, self.uri)
+        return self._client
+
+    # -- calls with error translation --------------------------------------------------
+
+    def _translate(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except errors.MlopsError:
+            raise
+        except Exception as exc:
+            text = str(getattr(exc, "message", exc))
+            if self.remote and (
+                any(marker in text for marker in _UNREACHABLE) or "ConnectionError" in repr(exc)
+            ):
+                raise errors.TransientError(
+                    f"registry {self.uri} is unreachable ({what}): {text.splitlines()[0][:200]}"
+                ) from None
+            first = text.splitlines()[0][:300] if text else repr(exc)
+            raise errors.RegistryError(f"registry {self.uri}: {what} failed: {first}") from exc
+
+    def call(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._translate(what, getattr(self.client, method), *args, **kwargs)
+
+    def call_missing_ok(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return getattr(self.client, method)(*args, **kwargs)
+        except Exception as exc:
+            if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            return self._translate(what, _reraise, exc)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def by_alias(self, name: str, alias: str) -> Any:
+        return self.call_missing_ok("get by alias", "get_model_version_by_alias", name, alias)
+
+    def all_versions(self, names: list[str] | None) -> Iterator[Any]:
+        """Every model version (of `names`, if given), in pages, ordered for stable paging."""
+        chunks: list[str | None] = [None]
+        if names is not None:
+            chunks = [
+                "name IN (" + ", ".join(f"'{n}'" for n in names[i : i + NAMES_PER_FILTER]) + ")"
+                for i in range(0, len(names), NAMES_PER_FILTER)
+            ]
+        for filter_string in chunks:
+            yield from self._pages(
+                "search versions",
+                "search_model_versions",
+                VERSIONS_PAGE,
+                filter_string=filter_string,
+                order_by=["name ASC", "version_number ASC"],
+            )
+
+    def versions_with_semver(self, name: str, semver: str) -> list[Any]:
+        # Both values were validated (DNS-1123 name, parsed semver): no quote can get in.
+        query = f"name = '{name}' and tags.`mlops.semver` = '{semver}'"
+        return list(
+            self._pages("search versions", "search_model_versions", 100, filter_string=query)
+        )
+
+    def all_aliases(self) -> dict[str, dict[str, str]]:
+        """alias -> MLflow version number, for every registered model, in pages."""
+        return {
+            model.name: {a: str(v) for a, v in (getattr(model, "aliases", None) or {}).items()}
+            for model in self._pages("search models", "search_registered_models", MODELS_PAGE)
+        }
+
+    def _pages(self, what: str, method: str, size: int, **kwargs: Any) -> Iterator[Any]:
+        token: str | None = None
+        for _ in range(1_000_000):  # bounded: a broken server must not loop us forever
+            page = self.call(what, method, max_results=size, page_token=token, **kwargs)
+            yield from page
+            token = page.token
+            if not token:
+                return
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def ensure_model(self, name: str) -> None:
+        try:
+            self.client.create_registered_model(name, tags={"mlops.managed": "true"})
+        except Exception as exc:
+            if getattr(exc, "error_code", None) != "RESOURCE_ALREADY_EXISTS":
+                self._translate("create model", _reraise, exc)
+
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            found = self.call("get experiment", "get_experiment_by_name", EXPERIMENT)
+            if found is not None:
+                self._experiment_id = str(found.experiment_id)
+            else:
+                location = None
+                if self.local_artifact_root is not None:
+                    self.local_artifact_root.mkdir(parents=True, exist_ok=True)
+                    location = self.local_artifact_root.resolve().as_uri()
+                self._experiment_id = str(
+                    self.call("create experiment", "create_experiment", EXPERIMENT, location)
+                )
+        return self._experiment_id
+
+    def upload(self, name: str, semver: str, staged: Path) -> tuple[str, str]:
+        """A run holding `staged/*` under `model/`; returns (run id, source URI)."""
+        run = self.call(
+            "create run",
+            "create_run",
+            self.experiment_id(),
+            tags={"mlops.model": name, "mlops.semver": semver},
+            run_name=f"{name}@{semver}",
+        )
+        run_id = str(run.info.run_id)
+        try:
+            self.call("upload artifacts", "log_artifacts", run_id, str(staged), staged.name)
+            self.call("finish run", "set_terminated", run_id)
+        except BaseException:
+            self.delete_run(run_id)
+            raise
+        return run_id, f"{run.info.artifact_uri.rstrip('/')}/{staged.name}"
+
+    def delete_run(self, run_id: str) -> None:
+        run = self.call_missing_ok("get run", "get_run", run_id)
+        self.call_missing_ok("delete run", "delete_run", run_id)
+        if run is not None and self.local_artifact_root is not None:
+            local = _local(run.info.artifact_uri)
+            if local is not None and self.local_artifact_root.resolve() in local.parents:
+                shutil.rmtree(local.parent, ignore_errors=True)  # the run's directory
+
+    def fetch(self, source: str, file_name: str, name: str, semver: str) -> Path:
+        """A local path to `source/file_name`, downloading it when the store is remote."""
+        local = _local(source)
+        if local is not None:
+            path = local / file_name
+            if not path.is_file():
+                raise errors.RegistryError(f"artifact {path} of {name}@{semver} is missing")
+            return path
+        target = self.download_root / name / semver
+        target.mkdir(parents=True, exist_ok=True)
+        from mlflow import artifacts  # heavy: only for remote stores
+
+        got = self._translate(
+            "download artifact",
+            artifacts.download_artifacts,
+            artifact_uri=f"{source}/{file_name}",
+            dst_path=str(target),
+            tracking_uri=self.uri,
+        )
+        return Path(got)
+
+
+def _local(uri: str) -> Path | None:
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(urllib.parse.unquote(parsed.path))
+    if parsed.scheme == "":
+        return Path(uri)
+    return None
+
+
+def _reraise(exc: BaseException) -> Any:
+    raise exc
