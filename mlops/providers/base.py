@@ -25,10 +25,13 @@ class Registry(Protocol):
     def register(
         self,
         deployment: spec.ModelDeployment,
-        artifact: Path,
+        artifact: Path | str,
         validation: Path | None,
     ) -> state.RegistryVersion:
-        """Register `deployment.spec.model.version` atomically; a no-op if identical."""
+        """Register `deployment.spec.model.version` atomically; a no-op if identical.
+
+        `artifact` is a workspace path (relative paths are relative to the workspace) or a
+        `models:/NAME/VERSION` / `models:/NAME@ALIAS` URI of an already registered version."""
         ...
 
     def get_version(self, name: str, semver: str) -> state.RegistryVersion | None: ...
