@@ -1,0 +1,113 @@
+"""Terraform-like text: outside changes first, then each model's actions, then the summary."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from mlops.core import format_duration
+from mlops.plan import types as t
+from mlops.render import describe
+
+_COLORS = {"+": "green", "~": "yellow", "-": "red", "-/+": "magenta", "<=": "cyan"}
+_KIND_WIDTH = max(len(k.value) for k in t.ActionKind)
+
+
+class TextView:
+    def __init__(self, *, color: bool = False) -> None:
+        self.color = color
+
+    def render(self, plan: t.Plan) -> str:
+        return "\n".join(self.lines(plan)) + "\n"
+
+    def _style(self, text: str, **kwargs: Any) -> str:
+        return click.style(text, **kwargs) if self.color else text
+
+    def _symbol(self, symbol: str) -> str:
+        return self._style(f"{symbol:>3}", fg=_COLORS.get(symbol), bold=True)
+
+    def lines(self, plan: t.Plan) -> Iterator[str]:
+        for error in plan.errors:
+            yield self._style("Error: ", fg="red", bold=True) + error
+        if plan.outside_changes:
+            yield from self._outside(plan.outside_changes)
+        for warning in plan.warnings:
+            yield self._style("Warning: ", fg="yellow", bold=True) + warning
+            yield ""
+        if not plan.actions:
+            if not plan.errors:
+                yield self._style("No changes.", bold=True) + " Live state matches the specs."
+            return
+        yield "mlops will perform the following actions:"
+        yield ""
+        by_model: dict[str, list[t.Action]] = {}
+        for action in plan.actions:
+            by_model.setdefault(action.id.split("/", 1)[0], []).append(action)
+        for name, actions in by_model.items():
+            yield from self._model(plan, name, actions)
+        s = plan.summary
+        yield self._style(
+            f"Plan: {s.add} to add, {s.change} to change, {s.destroy} to destroy.", bold=True
+        )
+
+    def _outside(self, changes: list[t.OutsideChange]) -> Iterator[str]:
+        yield self._style("Objects have changed outside of mlops", bold=True)
+        yield ""
+        yield "mlops detected the following changes made since the last apply:"
+        yield ""
+        for change in changes:
+            yield f"  {self._symbol('~')} {change.address}: {change.field}"
+            yield f"        expected: {_json(change.expected)}"
+            yield f"        actual:   {_json(change.actual)}"
+        yield ""
+        yield "The plan below brings them back to what the specs declare."
+        yield ""
+
+    def _model(self, plan: t.Plan, name: str, actions: list[t.Action]) -> Iterator[str]:
+        change = plan.models.get(name)
+        if change is not None:
+            yield f"  # deployment.{name}: {change.reason}"
+            yield f"{self._symbol(change.symbol)} deployment.{name}{self._headline(change)}"
+        if change is not None and change.symbol == "-":
+            yield self._style(
+                f"      !! deployment.{name} will be DESTROYED: every version unloaded, "
+                "routes and aliases dropped",
+                fg="red",
+                bold=True,
+            )
+        for action in actions:
+            detail = describe.action(action)
+            address = action.address
+            yield (
+                f"    {self._symbol(action.symbol)} {action.kind.value:<{_KIND_WIDTH}}  "
+                f"{address}{'  ' + detail if detail else ''}"
+            )
+        rollback = plan.rollback.get(name)
+        if rollback:
+            yield f"      on failure: {describe.rollback(describe.widest(rollback))}; mark it rejected"
+        estimate = plan.estimates.get(name)
+        if estimate is not None and estimate.rollout_seconds:
+            text = f"      estimate: {format_duration(estimate.rollout_seconds)} of holds"
+            if estimate.canary_requests is not None:
+                text += f", ~{estimate.canary_requests:,.0f} requests to the new version"
+            yield text
+        yield ""
+
+    @staticmethod
+    def _headline(change: t.ModelChange) -> str:
+        if change.symbol == "-":
+            return f"  {change.from_version or ''}".rstrip()
+        versions = change.to_version or ""
+        if change.from_version and change.from_version != change.to_version:
+            versions = f"{change.from_version} -> {change.to_version}"
+        text = f"  {versions}"
+        if change.weights and change.strategy not in ("config", "restore"):
+            text += f"  ({change.strategy}: {describe.weight_path(change)})"
+        return text
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, sort_keys=True)
