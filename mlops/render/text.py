@@ -87,7 +87,8 @@ class TextView:
             )
         rollback = plan.rollback.get(name)
         if rollback:
-            yield f"      on failure: {describe.rollback(describe.widest(rollback))}; mark it rejected"
+            undo = describe.rollback(describe.widest(rollback))
+            yield f"      on failure: {undo}; mark it rejected"
         estimate = plan.estimates.get(name)
         if estimate is not None and estimate.rollout_seconds:
             text = f"      estimate: {format_duration(estimate.rollout_seconds)} of holds"
