@@ -37,6 +37,7 @@ class Event(StrEnum):
     DECISION = "decision"  # a human decision (promote/rollback) recorded for the audit trail
     PAUSED = "paused"
     ROLLED_BACK = "rolled_back"
+    MODEL_STOPPED = "model_stopped"  # a model's remaining actions will not run (outcome, reason)
     NOTE = "note"
     RUN_END = "run_end"
 

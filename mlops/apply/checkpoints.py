@@ -1,0 +1,158 @@
+"""A checkpoint hold: measure every gate each `interval`, decide, and report through hooks.
+
+The schedule is absolute (interval, 2*interval, ... and the end of the hold), so time spent
+measuring does not stretch the hold. A failed gate stops the hold at once: the time from a
+breach to the rollback is at most one interval plus one measurement.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mlops.apply import hooks as hooks_
+from mlops.gates import evaluate as gates
+from mlops.providers import base
+from mlops.spec import models as spec
+
+TICK_SECONDS = 1.0  # how often the progress view hears about the time left
+MIN_WINDOW_SECONDS = 2.0  # a rate over less than two scrapes is noise
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The `after` payload of a checkpoint_gate action, typed."""
+
+    id: str
+    model: str
+    stable: str | None
+    canary: str
+    weight: int
+    hold: float
+    interval: float
+    min_requests: int
+    consecutive_errors: int
+    gates: tuple[spec.Gate, ...]
+    shadow: bool
+
+    @classmethod
+    def from_action(cls, action_id: str, model: str, after: Mapping[str, Any]) -> Checkpoint:
+        declared = tuple(spec.Gate.model_validate(g) for g in after.get("gates", []))
+        stable = after.get("stable")
+        if stable is None:
+            # Nothing to compare with: relative gates could only ever be inconclusive.
+            declared = tuple(g for g in declared if g.max_increase is None)
+        return cls(
+            id=action_id,
+            model=model,
+            stable=stable,
+            canary=str(after["canary"]),
+            weight=int(after.get("weight", 0)),
+            hold=float(after.get("hold", 0.0)),
+            interval=max(float(after.get("interval", 60.0)), 0.05),
+            min_requests=int(after.get("min_requests", 0)),
+            consecutive_errors=int(after.get("consecutive_errors", 4)),
+            gates=declared,
+            shadow=bool(after.get("shadow", False)),
+        )
+
+    def as_event(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "stable": self.stable,
+            "canary": self.canary,
+            "weight": self.weight,
+            "hold": self.hold,
+            "interval": self.interval,
+        }
+
+
+@dataclass(frozen=True)
+class HoldResult:
+    decision: gates.Decision
+    measurements: Sequence[gates.Measurement]
+    reason: str
+
+
+def sample_times(hold: float, interval: float) -> list[float]:
+    """Offsets from the start of the hold at which the gates are measured."""
+    times: list[float] = []
+    at = interval
+    while at < hold - 1e-9:
+        times.append(at)
+        at += interval
+    times.append(hold)
+    return times
+
+
+def measure(
+    metrics: base.Metrics, point: Checkpoint, tracker: gates.GateTracker
+) -> list[gates.Measurement]:
+    window = max(point.interval, MIN_WINDOW_SECONDS)
+    round_: list[gates.Measurement] = []
+    for gate in point.gates:
+        canary = metrics.sample(point.model, point.canary, gate, window)
+        stable: gates.Sample | None = None
+        if gate.max_increase is not None and point.stable is not None:
+            raw = metrics.sample(point.model, point.stable, gate, window)
+            stable = tracker.reference(gate.label, raw, point.min_requests)
+        round_.append(gates.evaluate(gate, canary, stable, point.min_requests))
+    return round_
+
+
+def hold(
+    point: Checkpoint,
+    metrics: base.Metrics,
+    hooks: hooks_.Hook,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> HoldResult:
+    """Run the hold; returns promote, rollback, abort or pause (never raises on bad data)."""
+    tracker = gates.GateTracker(consecutive_errors=point.consecutive_errors)
+    event = point.as_event()
+    start = clock()
+    hooks.on_hold_start(point.model, event, point.hold)
+    for offset in sample_times(point.hold, point.interval):
+        while (left := start + offset - clock()) > 0:
+            sleep(min(left, TICK_SECONDS))
+            elapsed = clock() - start
+            hooks.on_hold_tick(point.model, elapsed, max(point.hold - elapsed, 0.0))
+        round_ = measure(metrics, point, tracker)
+        decision = tracker.observe(round_)
+        if decision is gates.Decision.CONTINUE and offset >= point.hold:
+            decision = tracker.at_hold_end()
+        hooks.on_measurement(point.model, event, round_, decision)
+        if decision is not gates.Decision.CONTINUE:
+            return HoldResult(decision, round_, _reason(decision, round_, point))
+    # Only reached with no sample time at all, which sample_times never returns.
+    return HoldResult(gates.Decision.PAUSE, [], "no measurement was taken")
+
+
+def _reason(
+    decision: gates.Decision, round_: Sequence[gates.Measurement], point: Checkpoint
+) -> str:
+    def listed(verdict: gates.Verdict) -> str:
+        chosen = [m for m in round_ if m.verdict is verdict]
+        return "; ".join(
+            f"{m.gate} {_value(m.value)} (threshold {m.threshold}): {m.detail}" for m in chosen
+        )
+
+    at = f"at {point.weight}%"
+    if decision is gates.Decision.ROLLBACK:
+        return f"gate failed {at}: {listed(gates.Verdict.FAILED)}"
+    if decision is gates.Decision.ABORT:
+        return (
+            f"metrics backend failed {point.consecutive_errors} times in a row {at}: "
+            f"{listed(gates.Verdict.ERROR)}"
+        )
+    if decision is gates.Decision.PAUSE:
+        pending = listed(gates.Verdict.INCONCLUSIVE) or listed(gates.Verdict.ERROR)
+        return f"gates inconclusive at the end of the hold {at}: {pending}"
+    return f"gates passed {at}"
+
+
+def _value(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"

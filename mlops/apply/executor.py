@@ -1,0 +1,169 @@
+"""Walk a saved plan's actions in order, journaled, resumable, one model's failure contained.
+
+Dispatch is on `kind` and reads `after` only (never `reason`). Every handler is idempotent
+against live state, so re-running an action that already took effect is a no-op; resuming
+after a crash skips what the journal records as done and re-runs the step that was in
+flight. A checkpoint that fails rolls its model back and the rest of that model's actions
+are skipped; other models in the plan carry on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from mlops import core, errors
+from mlops.apply import checkpoints, handlers, journal
+from mlops.apply import hooks as hooks_
+from mlops.apply import rollback as rollback_
+from mlops.apply import target as target_
+from mlops.gates import evaluate as gates
+from mlops.plan import types as t
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    ROLLED_BACK = "rolled_back"
+    ABORTED = "aborted"  # metrics backend failed: rolled back, version not rejected
+    PAUSED = "paused"
+
+
+@dataclass
+class Result:
+    run_id: str
+    outcome: Outcome = Outcome.APPLIED
+    models: dict[str, Outcome] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+
+class Executor:
+    def __init__(
+        self,
+        target: target_.Target,
+        plan: t.Plan,
+        run: journal.Journal,
+        hooks: hooks_.Hook,
+        *,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.target = target
+        self.plan = plan
+        self.run = run
+        self.hooks = hooks
+        self.handlers = handlers.Handlers(target, plan, run, hooks, sleep=sleep)
+        self.result = Result(run.run_id)
+
+    def execute(
+        self, *, resumed: bool, passed: Collection[str] = (), only: str | None = None
+    ) -> Result:
+        """Run every action not yet done. `passed`: checkpoint ids a human declared passed.
+        `only`: resume just this model (others that are paused stay paused)."""
+        self.hooks.on_run_start(self.run.run_id, self.plan, resumed)
+        done = self.run.completed()
+        blocked = self._blocked_from_journal(only)
+        for action in self.plan.actions:
+            model = core.Address(action.address).model
+            if action.id in done:
+                continue
+            if model in blocked:
+                self.hooks.on_action_end(action, "skipped", f"{model} is {blocked[model]}")
+                continue
+            missing = [d for d in action.depends_on if d not in done]
+            if missing:
+                raise errors.PlanError(
+                    f"{action.id} depends on {', '.join(missing)}, which has not run: "
+                    "the plan's actions are out of order"
+                )
+            self.hooks.on_action_start(action)
+            try:
+                outcome = self._one(action, passed)
+            except errors.MlopsError as exc:
+                self.hooks.on_action_end(action, "failed", exc.message)
+                raise errors.MlopsError(
+                    f"{action.id} failed: {exc.message} (run {self.run.run_id}; re-run the same "
+                    f"apply to resume, or `mlops rollback {model}`)",
+                    exit_code=exc.exit_code,
+                ) from exc
+            if outcome is None:
+                self.hooks.on_action_end(action, "done")
+                done.add(action.id)
+            else:
+                blocked[model] = outcome
+                self._stop(model, outcome, self.result.reasons.get(model, ""))
+        return self._finish(blocked)
+
+    def _one(self, action: t.Action, passed: Collection[str]) -> Outcome | None:
+        """Run one action; an Outcome means its model stops here (rolled back or paused)."""
+        model = core.Address(action.address).model
+        if action.kind is not t.ActionKind.CHECKPOINT_GATE:
+            try:
+                self.handlers.dispatch(action)
+            except handlers.Rejected as refused:
+                # A failed check before traffic: the version never receives any.
+                self._roll_back(action, model, refused.semver, refused.stable, refused.reason)
+                return Outcome.ROLLED_BACK
+            return None
+        point = checkpoints.Checkpoint.from_action(action.id, model, action.after or {})
+        if action.id in passed:
+            self.hooks.on_decision(model, f"checkpoint {action.id} passed", handlers.who())
+            return None
+        self.handlers.check_live_weight(point)
+        result = checkpoints.hold(
+            point, self.target.metrics(), self.hooks, sleep=self.handlers.sleep
+        )
+        if result.decision is gates.Decision.PROMOTE:
+            return None
+        if result.decision is gates.Decision.PAUSE:
+            self.hooks.on_pause(model, action.id, result.reason)
+            self.hooks.on_action_end(action, "skipped", "paused: " + result.reason)
+            self.result.reasons[model] = result.reason
+            return Outcome.PAUSED
+        reject = result.decision is gates.Decision.ROLLBACK
+        self._roll_back(action, model, point.canary, point.stable, result.reason, reject=reject)
+        return Outcome.ROLLED_BACK if reject else Outcome.ABORTED
+
+    def _roll_back(
+        self,
+        action: t.Action,
+        model: str,
+        canary: str,
+        stable: str | None,
+        reason: str,
+        *,
+        reject: bool = True,
+    ) -> None:
+        rollback_.roll_back(self.target, self.hooks, model, canary, stable, reason, reject=reject)
+        self.hooks.on_action_end(action, "skipped", "rolled back: " + reason)
+        self.result.reasons[model] = reason
+
+    def _stop(self, model: str, outcome: Outcome, reason: str) -> None:
+        self.run.append(
+            journal.Event.MODEL_STOPPED, model=model, outcome=outcome.value, reason=reason
+        )
+        self.result.reasons[model] = reason
+
+    def _blocked_from_journal(self, only: str | None) -> dict[str, Outcome]:
+        """Models this run rolled back stay stopped. Paused ones resume on a plain re-run, or
+        when they are the one `promote` names."""
+        blocked: dict[str, Outcome] = {}
+        for entry in self.run.entries:
+            if entry.event is journal.Event.MODEL_STOPPED:
+                model, outcome = str(entry.data["model"]), Outcome(entry.data["outcome"])
+                if outcome is not Outcome.PAUSED or (only is not None and model != only):
+                    blocked[model] = outcome
+                self.result.reasons[model] = str(entry.data.get("reason", ""))
+        return blocked
+
+    def _finish(self, blocked: dict[str, Outcome]) -> Result:
+        models = {core.Address(a.address).model: Outcome.APPLIED for a in self.plan.actions}
+        models.update(blocked)
+        self.result.models = models
+        for outcome in (Outcome.ROLLED_BACK, Outcome.ABORTED, Outcome.PAUSED):
+            if outcome in models.values():
+                self.result.outcome = outcome
+                break
+        if self.result.outcome is not Outcome.PAUSED:
+            # A paused run stays open: `mlops promote` resumes it from the journal.
+            self.hooks.on_run_end(self.result.outcome.value)
+        return self.result

@@ -1,0 +1,175 @@
+"""One locked apply session: start or resume a run, promote a paused rollout, roll one back.
+
+`mlops.api` builds the providers and calls these; everything here holds the workspace lock
+for its whole duration and journals what it does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from mlops import core, errors
+from mlops.apply import executor, journal, lock, recorders
+from mlops.apply import hooks as hooks_
+from mlops.apply import rollback as rollback_
+from mlops.apply import target as target_
+from mlops.apply.handlers import who
+from mlops.plan import planfile
+from mlops.plan import types as t
+from mlops.state import models as state
+
+
+def _hooks(
+    run: journal.Journal, target: target_.Target, extra: Sequence[hooks_.Hook]
+) -> hooks_.Hooks:
+    # The journal listens first: nothing is shown or recorded that the journal does not have.
+    return hooks_.Hooks(
+        [
+            recorders.JournalHook(run),
+            recorders.RolloutRecorder(target.ws.state_dir, run.run_id),
+            *extra,
+        ]
+    )
+
+
+def open_run(state_dir_run: journal.Journal | None) -> journal.Journal | None:
+    return state_dir_run if state_dir_run is not None and not state_dir_run.finished else None
+
+
+def apply_plan(
+    target: target_.Target,
+    plan: t.Plan,
+    *,
+    source: str | None,
+    live: Callable[[], state.LiveState],
+    lock_timeout: float = 0.0,
+    listeners: Sequence[hooks_.Hook] = (),
+) -> executor.Result:
+    """Execute `plan`; resume it when the workspace's open run is this very plan."""
+    if plan.errors:
+        raise errors.PlanError(
+            "the plan has errors and cannot be applied: " + "; ".join(plan.errors)
+        )
+    state_dir = target.ws.ensure_state_dir()
+    with lock.acquire(state_dir, plan=source, timeout=lock_timeout):
+        current = open_run(journal.Journal.current(state_dir))
+        resumed = current is not None and current.plan_digest == journal.plan_digest(plan)
+        if resumed:
+            assert current is not None
+            # Live state moved because of this very run, so the fingerprint cannot match;
+            # every action checks live state itself before acting.
+            run = current
+        else:
+            planfile.check_fresh(plan, live())  # raises "plan is stale" before any change
+            if not plan.actions:
+                return executor.Result(run_id="", outcome=executor.Outcome.APPLIED)
+            if current is not None:
+                current.append(journal.Event.RUN_END, outcome="superseded")
+            run = journal.Journal.create(state_dir, plan, source)
+        hooks = _hooks(run, target, listeners)
+        return executor.Executor(target, plan, run, hooks).execute(resumed=resumed)
+
+
+def _paused(current: journal.Journal | None, model: str) -> tuple[journal.Journal, str]:
+    """The open run and the checkpoint at which `model` is paused."""
+    run = open_run(current)
+    if run is not None:
+        stops = [
+            e
+            for e in run.entries
+            if e.event is journal.Event.MODEL_STOPPED and e.data.get("model") == model
+        ]
+        if stops and stops[-1].data.get("outcome") == executor.Outcome.PAUSED.value:
+            for entry in reversed(run.entries):
+                if (
+                    entry.event is journal.Event.PAUSED
+                    and entry.data.get("model") == model
+                    and entry.action
+                ):
+                    return run, entry.action
+    raise errors.UsageError(f"no paused rollout of {model!r} in this workspace")
+
+
+def promote(
+    target: target_.Target,
+    model: str,
+    *,
+    lock_timeout: float = 0.0,
+    listeners: Sequence[hooks_.Hook] = (),
+) -> executor.Result:
+    """A human declares the paused checkpoint passed; the rollout continues from there."""
+    state_dir = target.ws.ensure_state_dir()
+    with lock.acquire(state_dir, operation=f"promote {model}", timeout=lock_timeout):
+        run, checkpoint = _paused(journal.Journal.current(state_dir), model)
+        hooks = _hooks(run, target, listeners)
+        hooks.on_decision(model, f"promote: checkpoint {checkpoint} treated as passed", who())
+        return executor.Executor(target, run.plan(), run, hooks).execute(
+            resumed=True, passed={checkpoint}, only=model
+        )
+
+
+def roll_back(
+    target: target_.Target,
+    model: str,
+    *,
+    lock_timeout: float = 0.0,
+    listeners: Sequence[hooks_.Hook] = (),
+) -> rollback_.RollbackResult:
+    """Roll the model's candidate back now (a paused or in-progress rollout, or a canary
+    that the registry and the routing table show)."""
+    state_dir = target.ws.ensure_state_dir()
+    with lock.acquire(state_dir, operation=f"rollback {model}", timeout=lock_timeout):
+        run = open_run(journal.Journal.current(state_dir))
+        canary, stable = _candidate(target, model)
+        reason = f"rolled back by {who()}"
+        if run is None:
+            run = journal.Journal.create(state_dir, _empty_plan(target), f"rollback {model}")
+        hooks = _hooks(run, target, listeners)
+        hooks.on_decision(model, "rollback", who())
+        result = rollback_.roll_back(target, hooks, model, canary, stable, reason)
+        run.append(
+            journal.Event.MODEL_STOPPED,
+            model=model,
+            outcome=executor.Outcome.ROLLED_BACK.value,
+            reason=reason,
+        )
+        if _all_stopped(run):
+            hooks.on_run_end(executor.Outcome.ROLLED_BACK.value)
+        return result
+
+
+def _candidate(target: target_.Target, model: str) -> tuple[str, str | None]:
+    registry = target.registry.refresh([model]).get(model)
+    stable = registry.stable if registry else None
+    if registry is not None and registry.canary:
+        return registry.canary, stable
+    if target.runtime.reachable():
+        live = target.runtime.refresh([model]).get(model)
+        if live is not None:
+            others = sorted(v for v, w in live.weights.items() if w > 0 and v != stable)
+            if live.shadow is not None and live.shadow.version != stable:
+                others.append(live.shadow.version)
+            if others:
+                return others[0], stable
+    raise errors.UsageError(f"{model!r} has no rollout to roll back (no canary version)")
+
+
+def _all_stopped(run: journal.Journal) -> bool:
+    """True when no model of the run's plan has actions left to do."""
+    stopped = {
+        str(e.data.get("model"))
+        for e in run.entries
+        if e.event is journal.Event.MODEL_STOPPED
+        and e.data.get("outcome") != executor.Outcome.PAUSED.value
+    }
+    done = run.completed()
+    return all(a.id in done or core.Address(a.address).model in stopped for a in run.plan().actions)
+
+
+def _empty_plan(target: target_.Target) -> t.Plan:
+    return t.Plan(
+        created_at=journal.now_iso(),
+        workspace=str(target.ws.root),
+        spec_digest="",
+        state_fingerprint="",
+    )
