@@ -13,6 +13,7 @@ import sys
 import time
 from types import FrameType
 
+from mlops.serving import worker
 from mlops.serving.config import ServeConfig
 
 log = logging.getLogger("mlops.serving")
@@ -22,6 +23,9 @@ _MAX_QUICK_DEATHS = 3
 
 
 def run(config: ServeConfig) -> int:
+    worker.ensure_free(config.host, config.port)
+    for index in range(config.replicas):
+        worker.ensure_free(config.host, config.first_admin_port + index)
     stopping = False
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

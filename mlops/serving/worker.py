@@ -24,6 +24,22 @@ from mlops.serving.app import Engine
 from mlops.serving.config import ServeConfig
 
 
+def ensure_free(host: str, port: int) -> None:
+    """Refuse a port someone already listens on.
+
+    SO_REUSEPORT would otherwise let this engine silently join another process's port and
+    take half of its connections.
+    """
+    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+    except OSError as exc:
+        raise errors.UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    finally:
+        probe.close()
+
+
 def bind(host: str, port: int, reuse_port: bool) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -57,6 +73,8 @@ def _write_state(config: ServeConfig, index: int, admin_port: int) -> Path:
 
 async def _serve(config: ServeConfig, index: int) -> None:
     admin_port = config.first_admin_port + index
+    if config.replicas <= 1:
+        ensure_free(config.host, config.port)  # the supervisor checks for replicas
     sockets = []
     for port, reuse in ((config.port, True), (admin_port, False)):
         try:
