@@ -1,0 +1,122 @@
+"""The bare handler: uvicorn (httptools, uvloop) + onnxruntime answering V2 JSON infer.
+
+No routing, no metrics, no batching, no validation beyond what decoding needs: the ceiling of
+a Python HTTP front end on this machine. Run with the project's virtualenv:
+
+    python bench/engine_support/bare.py --model model.onnx --name tiny --port 9001
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import orjson
+import uvicorn
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+V2_TO_NUMPY: dict[str, type[np.generic]] = {
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "BOOL": np.bool_,
+}
+NUMPY_TO_V2 = {np.dtype(numpy_type): name for name, numpy_type in V2_TO_NUMPY.items()}
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class BareApp:
+    """A raw ASGI callable; every request that is not infer or health gets 404."""
+
+    def __init__(self, model_path: str, name: str) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+        self.output_names = [output.name for output in self.session.get_outputs()]
+        self.name = name
+        self.infer_path = f"/v2/models/{name}/infer"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        if scope["method"] == "POST" and path == self.infer_path:
+            body = await _read_body(receive)
+            try:
+                payload = self.infer(body)
+            except (KeyError, TypeError, ValueError) as error:
+                await _respond(send, 400, orjson.dumps({"error": str(error)}))
+                return
+            await _respond(send, 200, payload)
+        elif path in ("/v2/health/ready", "/v2/health/live"):
+            await _respond(send, 200, b"{}")
+        else:
+            await _respond(send, 404, b'{"error": "not found"}')
+
+    def infer(self, body: bytes) -> bytes:
+        request = orjson.loads(body)
+        feeds = {
+            item["name"]: np.asarray(item["data"], dtype=V2_TO_NUMPY[item["datatype"]]).reshape(
+                item["shape"]
+            )
+            for item in request["inputs"]
+        }
+        results = self.session.run(self.output_names, feeds)
+        outputs = [
+            {
+                "name": name,
+                "datatype": NUMPY_TO_V2[array.dtype],
+                "shape": list(array.shape),
+                "data": array.ravel(),
+            }
+            for name, array in zip(self.output_names, results, strict=True)
+        ]
+        return orjson.dumps(
+            {"model_name": self.name, "outputs": outputs}, option=orjson.OPT_SERIALIZE_NUMPY
+        )
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _respond(send: Send, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": JSON_HEADERS})
+    await send({"type": "http.response.body", "body": body})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvicorn.run(
+        BareApp(args.model, args.name),
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+    )
+
+
+if __name__ == "__main__":
+    main()
