@@ -1,0 +1,218 @@
+"""The local target's Runtime: the mlops engine, driven only through its admin API.
+
+Every change goes to every worker's admin address, because each worker has its own
+repository and routing table; a change counts as done only when every worker reads it back.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from mlops import errors
+from mlops.providers import engine_client, engine_process, runtime_view
+from mlops.state import models as state
+from mlops.workspace import Workspace
+
+Admin = engine_client.AdminClient
+
+
+class LocalRuntime:
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.process = engine_process.EngineProcess(workspace)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, replicas: int) -> None:
+        self.ensure_running(replicas)
+
+    def ensure_running(self, replicas: int) -> None:
+        """Start the engine if needed. A different replica count restarts it and restores what
+        it served (versions and weights): the engine cannot change its worker count live."""
+        record = self.process.record()
+        if record is not None and record.replicas == replicas:
+            return
+        snapshot = self.refresh() if record is not None else {}
+        if record is not None:
+            self.process.stop()
+        self.process.start(replicas)
+        for name, model in snapshot.items():
+            for semver in model.loaded:
+                settings = self._staged_settings(name, semver)
+                self._on_every_worker(
+                    lambda admin, n=name, v=semver, s=settings: admin.load(n, v, s)
+                )
+            if model.weights:
+                self.set_traffic(name, model.weights, model.shadow)
+
+    def stop(self) -> bool:
+        return self.process.stop()
+
+    def worker_admin_urls(self) -> list[str]:
+        record = self.process.record()
+        return record.admin_urls() if record else []
+
+    def reachable(self) -> bool:
+        return any(self._alive(url) for url in self.worker_admin_urls())
+
+    def inference_url(self) -> str:
+        serve = self.workspace.config.serve
+        return f"http://{serve.host}:{serve.port}"
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def refresh(self, names: Sequence[str] | None = None) -> dict[str, state.RuntimeModel]:
+        """One routing read and one index read per worker, merged; {} when nothing runs."""
+        urls = self.worker_admin_urls()
+        views: list[runtime_view.WorkerView | None] = []
+        for url in urls:
+            with Admin(url) as admin:
+                try:
+                    views.append(runtime_view.WorkerView(admin.routing(), admin.index()))
+                except (engine_client.EngineUnavailable, engine_client.EngineRejected):
+                    views.append(None)
+        merged = runtime_view.merge(views, len(urls), self._staged_settings)
+        if names is not None:
+            wanted = set(names)
+            merged = {n: m for n, m in merged.items() if n in wanted}
+        return merged
+
+    # -- changes -----------------------------------------------------------------------------
+
+    def stage(self, name: str, semver: str, artifact: Path, settings: Mapping[str, Any]) -> Path:
+        """Copy the artifact into the repository layout the engine reads (atomic per file)."""
+        directory = self._version_dir(name, semver)
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / "model.onnx"
+        if not _same_file(artifact, target):
+            tmp = directory / ".model.onnx.tmp"
+            shutil.copyfile(artifact, tmp)
+            os.replace(tmp, target)
+        tmp = directory / ".settings.json.tmp"
+        tmp.write_text(json.dumps(dict(settings), indent=2, sort_keys=True))
+        os.replace(tmp, directory / "settings.json")
+        return directory
+
+    def load(self, name: str, semver: str, artifact: Path, settings: Mapping[str, Any]) -> None:
+        """Stage, load on every worker with no traffic, and confirm READY on every worker."""
+        self.stage(name, semver, artifact, settings)
+        self._pin_implicit_route(name)
+        self._on_every_worker(lambda admin: admin.load(name, semver, settings))
+        for url in self._urls():
+            with Admin(url) as admin:
+                rows = {(r["name"], r["version"]): r for r in admin.index()}
+            row = rows.get((name, semver))
+            if row is None or row.get("state") != "READY":
+                reason = (row or {}).get("reason") or "not in its index"
+                raise errors.TransientError(f"{name}@{semver} is not ready on {url}: {reason}")
+
+    def unload(self, name: str, semver: str) -> None:
+        """Drain and unload on every worker (idempotent), then drop the staged files so a
+        restarted engine cannot bring the version back."""
+        if self.process.record() is not None:
+            self._on_every_worker(lambda admin: admin.unload(name, semver))
+        shutil.rmtree(self._version_dir(name, semver), ignore_errors=True)
+        model_dir = self._version_dir(name, semver).parent
+        if model_dir.is_dir() and not any(model_dir.iterdir()):
+            model_dir.rmdir()
+
+    def set_traffic(
+        self, name: str, weights: Mapping[str, int], shadow: state.ShadowRoute | None
+    ) -> int:
+        """Put one table on every worker under a new generation, then read it back from each."""
+        want_shadow = shadow.model_dump() if shadow else None
+        tables = [self._routing(url) for url in self._urls()]
+        current = [t["models"].get(name) for t in tables]
+        if all(c is not None and _same_table(c, weights, want_shadow) for c in current):
+            generations = {int(c["generation"]) for c in current if c is not None}
+            if len(generations) == 1:
+                return generations.pop()  # already in force everywhere: nothing to change
+        # Above every generation any worker has seen, so no worker can refuse it as stale.
+        generation = 1 + max(
+            max(
+                int(t.get("generation", 0)), int((t["models"].get(name) or {}).get("generation", 0))
+            )
+            for t in tables
+        )
+        for url in self._urls():
+            with Admin(url) as admin:
+                admin.set_routing(name, weights, want_shadow, generation)
+        for url in self._urls():
+            table = self._routing(url)["models"].get(name)
+            if (
+                table is None
+                or int(table["generation"]) != generation
+                or not _same_table(table, weights, want_shadow)
+            ):
+                raise errors.TransientError(
+                    f"worker {url} did not confirm routing generation {generation} of {name}"
+                )
+        return generation
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _pin_implicit_route(self, name: str) -> None:
+        """A model without a weight table sends everything to its newest version, so loading a
+        canary would take all traffic: pin the current implicit choice first."""
+        model = self.refresh([name]).get(name)
+        if model is None or model.weights or not model.loaded:
+            return
+        newest = max(model.loaded, key=runtime_view.semver_key)
+        self.set_traffic(name, {newest: 100}, None)
+
+    def _urls(self) -> list[str]:
+        urls = self.worker_admin_urls()
+        if not urls:
+            raise errors.TransientError("the local engine is not running (start it with apply)")
+        return urls
+
+    def _routing(self, url: str) -> dict[str, Any]:
+        with Admin(url) as admin:
+            return admin.routing()
+
+    def _on_every_worker(self, call: Any) -> None:
+        urls = self._urls()
+
+        def one(url: str) -> None:
+            with Admin(url) as admin:
+                call(admin)
+
+        # Loads take seconds (warm-up): do the workers side by side.
+        with ThreadPoolExecutor(max_workers=len(urls)) as pool:
+            for future in [pool.submit(one, url) for url in urls]:
+                future.result()
+
+    def _alive(self, url: str) -> bool:
+        with Admin(url) as admin:
+            return admin.live()
+
+    def _version_dir(self, name: str, semver: str) -> Path:
+        path = self.process.repository / name / semver
+        return self.workspace.inside(path, what="repository path")
+
+    def _staged_settings(self, name: str, semver: str) -> dict[str, Any] | None:
+        try:
+            loaded = json.loads(
+                (self.process.repository / name / semver / "settings.json").read_text()
+            )
+        except (OSError, ValueError):
+            return None
+        return loaded if isinstance(loaded, dict) else None
+
+
+def _same_table(table: Mapping[str, Any], weights: Mapping[str, int], shadow: Any) -> bool:
+    got_shadow = table.get("shadow")
+    if got_shadow is not None:
+        got_shadow = {"version": got_shadow["version"], "percent": round(got_shadow["percent"])}
+    return dict(table.get("weights") or {}) == dict(weights) and got_shadow == shadow
+
+
+def _same_file(source: Path, target: Path) -> bool:
+    return target.is_file() and filecmp.cmp(source, target, shallow=False)
