@@ -116,7 +116,6 @@ class PositionLoader(yaml.SafeLoader):
                     f"more than {MAX_VALUES} values after alias expansion "
                     "(aliases that expand exponentially are refused)",
                     _mark(node),
-                    path,
                 )
             )
         if depth > MAX_DEPTH:
@@ -247,7 +246,14 @@ def read_bytes(raw: bytes) -> ReadResult:
 
 def read_text(text: str) -> ReadResult:
     result = ReadResult()
-    loader = PositionLoader(text)
+    try:
+        # The reader checks for unprintable characters as soon as it is constructed.
+        loader = PositionLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        message = f"unreadable character {exc.character!r} (not allowed in YAML)"
+        result.problems.append(YamlProblem(message, (line, 1)))
+        return result
     try:
         while (document := loader.next_document()) is not None:
             result.documents.append(document)
@@ -258,11 +264,6 @@ def read_text(text: str) -> ReadResult:
         where = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         reason = " ".join(str(p) for p in (exc.context, exc.problem) if p)
         loader.problems.append(YamlProblem(f"YAML syntax error: {reason}", where))
-    except yaml.reader.ReaderError as exc:
-        line = text[: exc.position].count("\n") + 1
-        loader.problems.append(
-            YamlProblem(f"unreadable character {exc.character!r} (not allowed in YAML)", (line, 1))
-        )
     except RecursionError:
         loader.problems.append(YamlProblem(f"nested deeper than {MAX_DEPTH}", (1, 1)))
     finally:
