@@ -1,0 +1,33 @@
+"""`mlops show PLANFILE`: render a saved plan; reads nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mlops import api
+from mlops.render import base
+
+EPILOG = """\b
+Examples:
+  mlops show plans/release.json
+  mlops show plans/release.json --format markdown > comment.md
+  mlops show plans/release.json --format json | jq '.summary'
+"""
+
+
+@click.command(epilog=EPILOG, short_help="Render a saved plan file.")
+@click.argument("planfile", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(base.FORMATS),
+    default="text",
+    show_default=True,
+    help="text (Terraform-like), json (docs/plan-json.md) or markdown (a PR comment).",
+)
+def command(planfile: Path, fmt: str) -> None:
+    """Render PLANFILE (written by `mlops plan -o`) exactly as `mlops plan` printed it."""
+    plan = api.show(planfile)
+    click.echo(base.view(fmt, color=base.use_color()).render(plan), nl=False)
