@@ -6,10 +6,12 @@ Heavy providers are imported inside functions, so importing this module stays ch
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mlops.state.models import RegistryModel
+    from mlops.workspace import Workspace
 
 
 def registry_list(workspace: str | None = None) -> dict[str, RegistryModel]:
@@ -42,3 +44,223 @@ def registry_show(
 
 
 # --- policy and drift -------------------------------------------------------------------------
+
+# --- plan and show ------------------------------------------------------------------------------
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from mlops.plan.diff import Desired
+    from mlops.plan.types import Plan
+    from mlops.providers.base import Runtime
+    from mlops.spec.load import LoadedSpec
+
+
+def plan(
+    workspace: str | None = None,
+    paths: Sequence[str | Path] = (),
+    *,
+    allow_delete: bool = False,
+) -> Plan:
+    """Load specs, refresh live state (one batched read per provider), diff. Changes nothing."""
+    from datetime import UTC, datetime
+
+    from mlops import workspace as ws_mod
+    from mlops.plan import diff
+    from mlops.providers import factory
+    from mlops.spec import load
+    from mlops.state import applied, refresh
+
+    ws = ws_mod.open_workspace(workspace)
+    loaded = load.load_specs(list(paths) or [ws.root / "specs"], ws.root)
+    desired = [_desired(item, ws.root) for item in loaded]
+    last = applied.read(applied.path_in(ws.state_dir))
+    names = sorted({item.name for item in loaded} | set(last))
+    live = refresh.refresh(factory.registry(ws), _runtime(ws), names, last)
+    return diff.diff(
+        desired,
+        live,
+        workspace=str(ws.root),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        spec_digest=load.spec_digest(loaded),
+        allow_delete=allow_delete,
+    )
+
+
+def save_plan(plan: Plan, out: str | Path, workspace: str | None = None) -> Path:
+    """Write the plan file atomically; the path must stay inside the workspace."""
+    from mlops import errors
+    from mlops import workspace as ws_mod
+    from mlops.plan import planfile
+
+    if plan.errors:
+        raise errors.PlanError("a plan with errors cannot be saved")
+    ws = ws_mod.open_workspace(workspace)
+    raw = Path(out)
+    cwd = Path.cwd().resolve()
+    # As typed in a shell when run inside the workspace; relative to it with `-C DIR`.
+    base = cwd if cwd == ws.root or ws.root in cwd.parents else ws.root
+    target = ws.inside(raw if raw.is_absolute() else base / raw, what="plan file")
+    if target.is_dir():
+        raise errors.UsageError(f"plan file {str(out)!r} is a directory")
+    planfile.save(plan, target)
+    return target
+
+
+def show(planfile_path: str | Path) -> Plan:
+    """Read a saved plan (format version checked)."""
+    from mlops.plan import planfile
+
+    return planfile.load(Path(planfile_path))
+
+
+def _desired(item: LoadedSpec, root: Path) -> Desired:
+    from mlops.plan import diff
+
+    model = item.deployment.spec.model
+    artifact = model.artifact
+    if item.artifact_path is not None:
+        artifact = item.artifact_path.relative_to(root.resolve()).as_posix()
+    validation = None
+    if item.validation_path is not None:
+        validation = item.validation_path.relative_to(root.resolve()).as_posix()
+    return diff.Desired(deployment=item.deployment, artifact=artifact, validation=validation)
+
+
+def _runtime(ws: Workspace) -> Runtime | None:
+    """The workspace's serving runtime; None (= not reachable) only while no provider exists."""
+    try:
+        from mlops.providers import local_runtime
+    except ImportError as exc:
+        if exc.name == "mlops.providers.local_runtime":
+            return None
+        raise
+    from mlops.providers import factory
+
+    make = getattr(factory, "runtime", None)
+    if make is None:
+        # TODO(plan): remove once factory.runtime lands; until then build the local one here.
+        return local_runtime.LocalRuntime(ws)
+    runtime: Runtime = make(ws)
+    return runtime
+
+
+# --- apply, status, promote, rollback, unlock ---------------------------------------------------
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+
+def _apply_target(ws: Workspace) -> Any:
+    """Registry, runtime and (lazily) metrics for an apply session."""
+    from mlops import errors
+    from mlops.apply import target
+    from mlops.providers import factory
+
+    runtime = _runtime(ws)
+    if runtime is None:
+        raise errors.UsageError("no serving runtime is available for this workspace")
+    return target.Target(
+        ws=ws,
+        registry=factory.registry(ws),
+        runtime=runtime,
+        metrics_factory=lambda: factory.metrics(ws, runtime),
+    )
+
+
+def apply(
+    plan_file: str | Path | None = None,
+    paths: Sequence[str | Path] = (),
+    *,
+    workspace: str | Path | None = None,
+    confirm: Callable[[Any], bool] | None = None,
+    lock_timeout: float = 0.0,
+    listeners: Sequence[Any] = (),
+) -> Any:
+    """Execute a saved plan (or plan `paths` first and ask `confirm`). Returns the run result;
+    the caller maps rolled back / paused outcomes to exit codes 3 / 4."""
+    from mlops import errors
+    from mlops import workspace as ws_mod
+    from mlops.apply import session
+    from mlops.plan import planfile
+
+    ws = ws_mod.open_workspace(workspace)
+    if plan_file is not None:
+        source = str(plan_file)
+        saved = planfile.load(ws.inside(Path(plan_file), what="plan file"))
+    else:
+        source = None
+        saved = plan(str(ws.root), paths)
+        if confirm is not None and saved.actions and not confirm(saved):
+            raise errors.MlopsError("apply cancelled: nothing was changed")
+    target = _apply_target(ws)
+    return session.apply_plan(
+        target,
+        saved,
+        source=source,
+        live=lambda: _live_for_apply(ws, target, saved, paths if plan_file is None else ()),
+        lock_timeout=lock_timeout,
+        listeners=listeners,
+    )
+
+
+def promote(
+    name: str,
+    *,
+    workspace: str | Path | None = None,
+    lock_timeout: float = 0.0,
+    listeners: Sequence[Any] = (),
+) -> Any:
+    """Resume `name`'s paused rollout, its paused checkpoint passed by this decision."""
+    from mlops import workspace as ws_mod
+    from mlops.apply import session
+
+    ws = ws_mod.open_workspace(workspace)
+    return session.promote(_apply_target(ws), name, lock_timeout=lock_timeout, listeners=listeners)
+
+
+def rollback(
+    name: str,
+    *,
+    workspace: str | Path | None = None,
+    lock_timeout: float = 0.0,
+    listeners: Sequence[Any] = (),
+) -> Any:
+    """Roll `name`'s candidate back now: weight 0, unload, aliases, mark rejected."""
+    from mlops import workspace as ws_mod
+    from mlops.apply import session
+
+    ws = ws_mod.open_workspace(workspace)
+    return session.roll_back(
+        _apply_target(ws), name, lock_timeout=lock_timeout, listeners=listeners
+    )
+
+
+def unlock(lock_id: str, *, workspace: str | Path | None = None) -> Any:
+    """Release the workspace lock `lock_id` (a run that died while holding it)."""
+    from mlops import workspace as ws_mod
+    from mlops.apply import lock
+
+    return lock.unlock(ws_mod.open_workspace(workspace).state_dir, lock_id)
+
+
+def status(name: str | None = None, *, workspace: str | Path | None = None) -> dict[str, Any]:
+    """Versions, weights, replicas, gate history and any rollout in progress (JSON-ready)."""
+    from mlops import workspace as ws_mod
+    from mlops.apply import status as status_mod
+
+    ws = ws_mod.open_workspace(workspace)
+    return status_mod.collect(_apply_target(ws), name)
+
+
+def _live_for_apply(ws: Workspace, target: Any, saved: Plan, paths: Sequence[str | Path]) -> Any:
+    """Live state over the same models `plan` refreshed, for the staleness check: the specs'
+    models (when applying from PATHs) or the plan's own models, plus what mlops manages."""
+    from mlops.core import Address
+    from mlops.spec import load
+    from mlops.state import applied, refresh
+
+    last = applied.read(applied.path_in(ws.state_dir))
+    names = {Address(a.address).model for a in saved.actions} | set(saved.models) | set(last)
+    if paths:
+        names |= {item.name for item in load.load_specs(list(paths), ws.root)}
+    return refresh.refresh(target.registry, target.runtime, sorted(names), last)
