@@ -1,0 +1,170 @@
+"""`mlops status`: live versions, weights, replicas, rollout state and gate history.
+
+Reads the providers (registry, runtime) and the files apply keeps (rollout records, the
+journal pointer, the lock); changes nothing. The JSON document is documented in
+docs/status.md and versioned by `format_version`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlops.apply import journal, lock, recorders
+from mlops.apply import target as target_
+from mlops.state import models as state
+
+FORMAT_VERSION = 1
+GATE_ROUNDS = 20  # most recent gate rounds shown per model
+
+
+def collect(target: target_.Target, name: str | None = None) -> dict[str, Any]:
+    ws = target.ws
+    names = [name] if name else None
+    registry = target.registry.refresh(names)
+    reachable = target.runtime.reachable()
+    runtime = target.runtime.refresh(names) if reachable else {}
+    rollouts = recorders.read_rollouts(ws.state_dir)
+    every = sorted(set(registry) | set(runtime) | ({name} if name else set(rollouts)))
+    held = lock.read(ws.state_dir)
+    run = journal.Journal.current(ws.state_dir)
+    return {
+        "format_version": FORMAT_VERSION,
+        "workspace": str(ws.root),
+        "runtime_reachable": reachable,
+        "inference_url": target.runtime.inference_url() if reachable else None,
+        "lock": _lock(held),
+        "run": None
+        if run is None
+        else {"id": run.run_id, "open": not run.finished, "outcome": run.outcome()},
+        "models": {
+            model: _model(model, registry.get(model), runtime.get(model), rollouts.get(model))
+            for model in every
+        },
+    }
+
+
+def _lock(held: lock.LockInfo | None) -> dict[str, Any] | None:
+    if held is None:
+        return None
+    return {
+        "id": held.id,
+        "holder": held.holder,
+        "since": held.since,
+        "plan": held.plan,
+        "operation": held.operation,
+        "holder_alive": held.alive,
+    }
+
+
+def _model(
+    name: str,
+    registered: state.RegistryModel | None,
+    live: state.RuntimeModel | None,
+    rollout: dict[str, Any] | None,
+) -> dict[str, Any]:
+    versions = sorted(
+        set(registered.versions if registered else {}) | set(live.loaded if live else {})
+    )
+    rows = []
+    for semver in versions:
+        info = registered.versions.get(semver) if registered else None
+        rows.append(
+            {
+                "semver": semver,
+                "registered": info is not None,
+                "status": info.status.value if info else None,
+                "rejected_reason": info.rejected_reason if info else None,
+                "conformance": info.conformance if info else None,
+                "loaded": live.loaded.get(semver) if live else None,
+                "weight": live.weights.get(semver, 0) if live else 0,
+            }
+        )
+    return {
+        "name": name,
+        "stable": registered.stable if registered else None,
+        "canary": registered.canary if registered else None,
+        "versions": rows,
+        "weights": dict(live.weights) if live else {},
+        "shadow": live.shadow.model_dump() if live and live.shadow else None,
+        "generation": live.generation if live else None,
+        "replicas": live.replicas if live else 0,
+        "replicas_alive": live.replicas_alive if live else 0,
+        "rollout": _rollout(rollout),
+    }
+
+
+def _rollout(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    return {
+        "run_id": record.get("run_id"),
+        "status": record.get("status"),
+        "stable": record.get("stable"),
+        "canary": record.get("canary"),
+        "step": record.get("step"),
+        "reason": record.get("reason"),
+        "paused_checkpoint": record.get("paused_checkpoint")
+        if record.get("status") == "paused"
+        else None,
+        "decision": record.get("decision"),
+        "updated_at": record.get("updated_at"),
+        "gates": list(record.get("gates", []))[-GATE_ROUNDS:],
+    }
+
+
+def render_text(document: dict[str, Any]) -> str:
+    """The human view of `collect`'s document."""
+    lines: list[str] = []
+    held = document.get("lock")
+    if held:
+        alive = "" if held["holder_alive"] is not False else " (holder not running: stale)"
+        lines.append(f"lock {held['id']}: {held['operation']} by {held['holder']}{alive}")
+    if not document["runtime_reachable"]:
+        lines.append("engine: not running (apply starts it)")
+    if not document["models"]:
+        lines.append("no models")
+    for name, model in document["models"].items():
+        lines.append("")
+        head = f"{name}: stable {model['stable'] or '-'}"
+        if model["canary"]:
+            head += f", canary {model['canary']}"
+        head += f"; replicas {model['replicas_alive']}/{model['replicas']}"
+        if model["generation"] is not None:
+            head += f"; routing generation {model['generation']}"
+        lines.append(head)
+        for row in model["versions"]:
+            flags = [row["status"] or "unregistered"]
+            if row["loaded"]:
+                flags.append(f"loaded ({row['loaded']})")
+            text = f"  {row['semver']:<12} {row['weight']:>3}%  {', '.join(flags)}"
+            if row["rejected_reason"]:
+                text += f"  rejected: {row['rejected_reason']}"
+            lines.append(text)
+        if model["shadow"]:
+            shadow = model["shadow"]
+            lines.append(f"  shadow: {shadow['percent']}% mirrored to {shadow['version']}")
+        lines.extend(_rollout_lines(name, model["rollout"]))
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _rollout_lines(name: str, rollout: dict[str, Any] | None) -> list[str]:
+    if rollout is None:
+        return []
+    lines = [f"  rollout {rollout['run_id']}: {rollout['status']}"]
+    step = rollout.get("step")
+    if step and rollout["status"] == "in_progress":
+        lines[0] += f" at {step.get('weight')}% (hold ends {step.get('ends_at')})"
+    if rollout.get("reason"):
+        lines.append(f"    reason: {rollout['reason']}")
+    if rollout["status"] == "paused":
+        lines.append(f"    resume with `mlops promote {name}`, undo with `mlops rollback {name}`")
+    for round_ in rollout["gates"][-5:]:
+        values = ", ".join(
+            f"{m['gate']}={_value(m['value'])} {m['verdict']}" for m in round_["measurements"]
+        )
+        lines.append(f"    {round_['at']} at {round_['weight']}%: {values} -> {round_['decision']}")
+    return lines
+
+
+def _value(value: Any) -> str:
+    return "n/a" if value is None else f"{float(value):.4g}"

@@ -1,0 +1,42 @@
+"""`mlops status [NAME]`: what is serving now, and any rollout in progress."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from mlops import api, cli
+
+EPILOG = """\b
+Examples:
+  mlops status
+  mlops status fraud-scorer --format json | jq .models[].weights
+
+Shows each model's versions (registered, loaded, weight, rejected), stable and canary
+aliases, engine replicas, the rollout in progress with its step and the latest gate rounds,
+and the workspace lock if one is held. The JSON document is described in docs/status.md.
+"""
+
+
+@click.command(epilog=EPILOG, short_help="Live versions, weights, gate history, rollouts.")
+@click.argument("name", required=False)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for tools.",
+)
+@click.pass_context
+def command(ctx: click.Context, name: str | None, fmt: str) -> None:
+    """Live versions, weights, replicas, gate history and the current rollout."""
+    from mlops.apply import status
+
+    run = cli.run_context(ctx)
+    document = api.status(name, workspace=run.workspace)
+    if fmt == "json":
+        click.echo(json.dumps(document, indent=2, sort_keys=False))
+    else:
+        click.echo(status.render_text(document), nl=False)
