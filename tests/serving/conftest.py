@@ -20,6 +20,21 @@ from mlops.serving.worker import bind
 from tests.serving import fixtures
 
 
+def infer_body(
+    rows: int = 1, value: float = 0.5, features: int = fixtures.FEATURES
+) -> dict[str, Any]:
+    return {
+        "inputs": [
+            {
+                "name": "input",
+                "datatype": "FP32",
+                "shape": [rows, features],
+                "data": [value] * (rows * features),
+            }
+        ]
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -80,11 +95,12 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         root, "slow", "1.0.0", fixtures.slow_bytes(), fixtures.slow_settings(max_batch_size=16)
     )
     fixtures.write_version(
-        root, "err", "1.0.0", fixtures.erroring_bytes(), fixtures.erroring_settings(max_batch_size=8)
+        root,
+        "err",
+        "1.0.0",
+        fixtures.erroring_bytes(),
+        fixtures.erroring_settings(max_batch_size=8),
     )
-    # Not loaded at start-up by the shared engine: tests load and unload it themselves.
-    extra = tmp_path_factory.mktemp("extra")
-    fixtures.write_version(extra, "clf", "2.0.0", clf, fixtures.classifier_settings())
     return root
 
 
