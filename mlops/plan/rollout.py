@@ -322,6 +322,8 @@ def _config_update(
     if not (batching_differs or replicas_off):
         return None
     replicas = runtime.replicas if not replicas_off else payloads.replicas(deployment)
-    before = {"semver": version, "settings": dict(current), "replicas": runtime.replicas}
+    # Absent batching keys are the engine's defaults: show them as such, not as a change.
+    settings = {**current, **payloads.comparable_settings(current)}
+    before = {"semver": version, "settings": settings, "replicas": runtime.replicas}
     after = {"semver": version, "settings": desired, "replicas": replicas}
     return before, after

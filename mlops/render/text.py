@@ -63,7 +63,7 @@ class TextView:
             yield f"        expected: {_json(change.expected)}"
             yield f"        actual:   {_json(change.actual)}"
         yield ""
-        yield "The plan below brings them back to what the specs declare."
+        yield "They are shown for review; the actions below start from the state as it is now."
         yield ""
 
     def _model(self, plan: t.Plan, name: str, actions: list[t.Action]) -> Iterator[str]:
