@@ -85,6 +85,10 @@ class Executor:
                     f"apply to resume, or `mlops rollback {model}`)",
                     exit_code=exc.exit_code,
                 ) from exc
+            except Exception as exc:
+                # A bug or an unexpected client error: journal it, then let the CLI report it.
+                self.hooks.on_action_end(action, "failed", f"{type(exc).__name__}: {exc}")
+                raise
             if outcome is None:
                 self.hooks.on_action_end(action, "done")
                 done.add(action.id)
