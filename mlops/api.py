@@ -44,6 +44,106 @@ def registry_show(
 
 
 # --- policy and drift -------------------------------------------------------------------------
+if TYPE_CHECKING:
+    from mlops.drift import report as drift_report
+    from mlops.policy import evaluate as policy_evaluate
+
+
+def _user_path(ws: Workspace, path: str | Path, what: str) -> Path:
+    """A path the user typed: relative to the current directory when that is inside the
+    workspace (as typed in a shell), else to the workspace root (as with `-C DIR`)."""
+    raw = Path(path)
+    cwd = Path.cwd().resolve()
+    base = cwd if cwd == ws.root or ws.root in cwd.parents else ws.root
+    return ws.inside(raw if raw.is_absolute() else base / raw, what=what)
+
+
+def policy_check(
+    plan_file: str | Path, *, policy: str | Path | None = None, workspace: str | Path | None = None
+) -> policy_evaluate.Outcome:
+    """SRE policy rules over a saved plan. Default rules: the workspace's `policies/`, else
+    the built-in defaults (the same rules as the repository's policies/default.yaml)."""
+    from mlops import workspace as ws_module
+    from mlops.plan import planfile
+    from mlops.policy import evaluate, load
+
+    ws = ws_module.open_workspace(workspace)
+    plan_path = _user_path(ws, plan_file, "plan file")
+    plan = planfile.load(plan_path)
+    if policy is not None:
+        rule_set = load.load_policies(_user_path(ws, policy, "policy path"))
+    elif (ws.root / load.DEFAULT_DIR).is_dir():
+        rule_set = load.load_policies(ws.root / load.DEFAULT_DIR)
+    else:
+        rule_set = load.load_builtin()
+    result = evaluate.evaluate(plan, rule_set.rules)
+    return evaluate.Outcome(plan=str(plan_file), sources=rule_set.sources, result=result)
+
+
+def drift(
+    name: str,
+    data: str | Path,
+    *,
+    version: str | None = None,
+    report: str | Path | None = None,
+    run_hook: bool = False,
+    hook_timeout: float | None = None,
+    workspace: str | Path | None = None,
+    progress: drift_report.Progress | None = None,
+) -> drift_report.DriftRun:
+    """Feature drift of `data` against the training statistics of NAME@version (default: the
+    version the `stable` alias points at)."""
+    import pydantic
+
+    from mlops import errors
+    from mlops import workspace as ws_module
+    from mlops.drift import hook
+    from mlops.drift import run as drift_run
+    from mlops.providers import factory
+    from mlops.spec import load
+    from mlops.spec import models as spec
+
+    try:
+        spec.Metadata(name=name)
+    except pydantic.ValidationError:
+        raise errors.UsageError(f"{name!r} is not a model name (DNS-1123 label)") from None
+    ws = ws_module.open_workspace(workspace)
+    data_path = _user_path(ws, data, "data file")
+    report_path = _user_path(ws, report, "report") if report is not None else None
+    if report_path is not None:
+        drift_run.check_report_path(report_path)
+    specs = ws.root / "specs"
+    deployments = (
+        [item.deployment for item in load.load_specs([specs], ws.root)] if specs.is_dir() else []
+    )
+    registry = factory.registry(ws)
+    model = registry.refresh([name]).get(name)
+    if model is None:
+        raise errors.RegistryError(f"model {name!r} is not in the registry")
+    if version is None:
+        if model.stable is None:
+            raise errors.RegistryError(f"{name} has no stable version yet; pass --version")
+        version = model.stable
+    registered = model.versions.get(version)
+    if registered is None:
+        known = ", ".join(sorted(model.versions)) or "none"
+        raise errors.RegistryError(f"{name}@{version} is not in the registry (versions: {known})")
+    request = drift_run.Request(
+        model=name,
+        version=version,
+        input_names=tuple(t.name for t in registered.signature.inputs),
+        training=tuple(registry.training_stats(name, version)),
+        data=data_path,
+        data_label=str(data),
+        workspace=ws.root,
+        monitoring=drift_run.find_monitoring(deployments, name),
+        report=report_path,
+        report_label=str(report) if report is not None else None,
+        run_hook=run_hook,
+        hook_timeout=hook_timeout or hook.DEFAULT_TIMEOUT,
+    )
+    return drift_run.execute(request, progress=progress)
+
 
 # --- plan and show ------------------------------------------------------------------------------
 if TYPE_CHECKING:

@@ -9,6 +9,9 @@ from typing import Any
 from mlops.plan import types as plan_types
 from mlops.policy import checks, facts, rules
 
+# Version of the --format json document; bump only with a compatible change.
+JSON_FORMAT_VERSION = 1
+
 
 @dataclass(frozen=True)
 class Violation:
@@ -72,3 +75,20 @@ def evaluate(plan: plan_types.Plan, rule_set: tuple[rules.Rule, ...]) -> Result:
                     )
                 )
     return Result(violations=tuple(found), rules_checked=len(rule_set), models=tuple(changes))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A policy check as the CLI reports it: which plan, which policy files, the result."""
+
+    plan: str
+    sources: tuple[str, ...]
+    result: Result
+
+    def to_json(self, *, strict: bool = False) -> dict[str, Any]:
+        return {
+            "format_version": JSON_FORMAT_VERSION,
+            "plan": self.plan,
+            "policies": list(self.sources),
+            **self.result.to_json(strict=strict),
+        }

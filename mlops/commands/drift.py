@@ -1,0 +1,99 @@
+"""`mlops drift NAME --data FILE`: feature drift against the version's training baseline."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from mlops import api, cli, errors
+from mlops.drift import hook, report
+
+EXIT_DRIFT = 2
+
+EPILOG = """\b
+Examples:
+  mlops drift fraud-scorer --data data/live-2026-11-27.npz
+  mlops drift fraud-scorer --data data/live.parquet --report reports/drift.html
+  mlops drift fraud-scorer --data data/live.csv --version 2.3.1 --format json
+  mlops drift fraud-scorer --data data/live.npz --run-hook      (cron: retrain on drift)
+
+Data: .npz with one array per signature input, or .csv/.parquet with one column per
+feature (a label column is ignored). It is compared with the statistics of the version's
+validation data, recorded at registration. A feature drifts when its mean moves more than
+spec.monitoring.drift.threshold_sigma (default 2) training standard deviations.
+The spec's on_drift command runs only with --run-hook, in the workspace directory, without a
+shell; it gets MLOPS_DRIFT_MODEL, _VERSION, _FEATURES and _REPORT in its environment.
+Exit codes: 0 no drift, 2 drift, 1 error (bad input, or the on_drift command failed).
+"""
+
+
+@click.command(epilog=EPILOG, short_help="Feature drift of data against the training baseline.")
+@click.argument("name")
+@click.option("--data", "data", required=True, type=click.Path(dir_okay=False), help="Live data.")
+@click.option(
+    "--version", "version", default=None, help="Version to compare with (default: stable)."
+)
+@click.option(
+    "--report",
+    "report_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Write a self-contained HTML report with plots here (inside the workspace).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output on stdout.",
+)
+@click.option(
+    "--run-hook", is_flag=True, help="Run the spec's on_drift command when drift is found."
+)
+@click.option(
+    "--hook-timeout",
+    type=click.FloatRange(min=1),
+    default=hook.DEFAULT_TIMEOUT,
+    show_default=True,
+    help="Seconds before the on_drift command is killed.",
+)
+@click.pass_context
+def command(
+    ctx: click.Context,
+    name: str,
+    data: str,
+    version: str | None,
+    report_path: str | None,
+    fmt: str,
+    run_hook: bool,
+    hook_timeout: float,
+) -> None:
+    """Feature drift of FILE against NAME's training baseline."""
+    run = cli.run_context(ctx)
+    outcome = api.drift(
+        name,
+        data,
+        version=version,
+        report=report_path,
+        run_hook=run_hook,
+        hook_timeout=hook_timeout,
+        workspace=run.workspace,
+        progress=_progress if sys.stderr.isatty() else None,
+    )
+    if fmt == "json":
+        click.echo(json.dumps(report.to_json(outcome), indent=2))
+    else:
+        click.echo(report.to_text(outcome))
+    if outcome.hook is not None and not outcome.hook.ok:
+        raise errors.MlopsError(f"on_drift command `{outcome.hook.command}` {outcome.hook.error}")
+    if outcome.result.has_drift:
+        # SystemExit, not ctx.exit: the CLI root runs click with standalone_mode=False, where
+        # click turns ctx.exit(2) into a return value that would end as exit code 0.
+        raise SystemExit(EXIT_DRIFT)
+
+
+def _progress(done: int, total: int) -> None:
+    click.echo(f"\rplotting features {done}/{total}", nl=done == total, err=True)
