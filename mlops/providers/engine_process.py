@@ -52,7 +52,7 @@ class EngineProcess:
             record = EngineRecord(**json.loads(self.record_file.read_text()))
         except (OSError, ValueError, TypeError):
             return None
-        return record if _same_process(record.pid, record.create_time) else None
+        return record if same_process(record.pid, record.create_time) else None
 
     def start(self, replicas: int) -> EngineRecord:
         """Start the engine detached and wait until every worker answers on its admin address."""
@@ -157,7 +157,7 @@ class EngineProcess:
         return " | ".join(line.strip() for line in text[-lines:])
 
 
-def _same_process(pid: int, create_time: float) -> bool:
+def same_process(pid: int, create_time: float) -> bool:
     import psutil
 
     try:

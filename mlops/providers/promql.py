@@ -1,0 +1,70 @@
+"""PromQL templates for the named gate metrics (pure string building).
+
+Counts over a window are `now - (now offset W)` per series, not `increase()`: a canary's
+series are new, and `increase()` ignores everything a series counted before its first scrape
+(a canary failing from its first request would look clean). A series absent W ago counts from
+zero, and one that went down (a worker restarted) counts from its reset, as increase() would.
+Latencies use `histogram_quantile` over the same bucket deltas, in milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from mlops.spec import models as spec
+
+_QUANTILES = {"latency_p99": 0.99, "latency_p50": 0.50}
+
+
+def window(seconds: float, scrape_interval: float) -> str:
+    """A window length: at least three scrapes, so that both ends hold a scraped value."""
+    return f"{math.ceil(max(seconds, 3 * scrape_interval))}s"
+
+
+def selector(model: str, version: str, extra: str = "") -> str:
+    # json.dumps quotes and escapes like a PromQL double-quoted string for these names.
+    labels = f"model={json.dumps(model)},version={json.dumps(version)}"
+    return "{" + labels + (f",{extra}" if extra else "") + "}"
+
+
+def delta(metric: str, sel: str, window_: str, by: str = "") -> str:
+    series = f"{metric}{sel}"
+    grouping = f" by ({by})" if by else ""
+    return f"sum{grouping}((({series} - {series} offset {window_}) >= 0) or {series})"
+
+
+def increase(metric: str, sel: str, window_: str) -> str:
+    return delta(metric, sel, window_)
+
+
+def served(model: str, version: str, window_: str) -> str:
+    """Requests the version had to serve: input errors (4xx) are the client's, not the model's."""
+    return increase("mlops_requests_total", selector(model, version, 'code!~"4.."'), window_)
+
+
+def request_count(gate: spec.Gate, model: str, version: str, window_: str) -> str:
+    """What `min_requests` counts: shadow comparisons for shadow_agreement, else served requests."""
+    if gate.metric == "shadow_agreement":
+        return increase("mlops_shadow_agreement_total", selector(model, version), window_)
+    return served(model, version, window_)
+
+
+def gate_query(gate: spec.Gate, model: str, version: str, window_: str) -> str:
+    if gate.query is not None:
+        return gate.query  # the user's PromQL, as written
+    if gate.metric == "error_rate":
+        failed = increase("mlops_requests_total", selector(model, version, 'code=~"5.."'), window_)
+        # `or vector(0)`: no 5xx series at all means a rate of 0, not "no data".
+        return f"({failed} or vector(0)) / {served(model, version, window_)}"
+    if gate.metric in _QUANTILES:
+        buckets = delta(
+            "mlops_request_duration_seconds_bucket", selector(model, version), window_, by="le"
+        )
+        return f"histogram_quantile({_QUANTILES[gate.metric]}, {buckets}) * 1000"
+    if gate.metric == "shadow_agreement":
+        metric = "mlops_shadow_agreement_total"
+        agreed = increase(metric, selector(model, version, 'agree="true"'), window_)
+        compared = increase(metric, selector(model, version), window_)
+        return f"({agreed} or vector(0)) / {compared}"
+    raise ValueError(f"no PromQL template for gate metric {gate.metric!r}")
