@@ -1,0 +1,67 @@
+# Two entry points (see README): `make demo` runs the main job, `make test` runs every check.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.mlops-installed
+SYSTEM_TOOLS := prometheus wrk
+
+.PHONY: demo demo-rollback test venv train lint system-deps clean
+
+# The virtualenv is created once; dependencies are reinstalled only when pyproject.toml changes.
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	  || { echo "Python >= 3.11 is required (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+models/fraud-scorer-1.0.0.onnx: examples/train.py | $(STAMP)
+	$(BIN)/python examples/train.py --version 1.0.0 > /dev/null
+
+models/fraud-scorer-1.1.0.onnx: examples/train.py | $(STAMP)
+	$(BIN)/python examples/train.py --version 1.1.0 > /dev/null
+
+train: models/fraud-scorer-1.0.0.onnx models/fraud-scorer-1.1.0.onnx
+	@$(BIN)/python -c 'import json; r = json.load(open("models/fraud-scorer-1.0.0.json")); \
+	  print("trained", r["name"], r["version"], "- accuracy", r["value"], "(the spec baseline)")'
+
+demo: train
+	$(BIN)/mlops validate --check-files specs/
+	PYTHON=$(BIN)/python bash scripts/demo.sh
+
+# The automatic-rollback scenario (README): an erroring canary is rolled back under load.
+demo-rollback: venv
+	PYTHON=$(BIN)/python bash scripts/demo-rollback.sh
+
+# apt-get only when a tool is missing and we are root; otherwise say so and carry on
+# (tests that need the tool skip themselves).
+system-deps:
+	@missing=""; for tool in $(SYSTEM_TOOLS); do \
+	  command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "note:$$missing not installed and not root: skipping apt-get"; fi
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict mlops/
+	$(BIN)/lint-imports
+
+# Slow tests run too. pytest exits 5 when nothing was collected; the grep also fails a run
+# in which every test was skipped.
+test: venv system-deps lint
+	@log=$$(mktemp); trap 'rm -f $$log' EXIT; \
+	$(BIN)/python -m pytest -q 2>&1 | tee $$log; \
+	grep -Eq '[0-9]+ passed' $$log || { echo "make test: no test ran"; exit 1; }
+
+clean:
+	rm -rf models data .mlops .pytest_cache .mypy_cache .ruff_cache
