@@ -114,6 +114,11 @@ def hold(
     tracker = gates.GateTracker(consecutive_errors=point.consecutive_errors)
     event = point.as_event()
     start = clock()
+    # Providers that build their own series (the built-in scraper) take a first snapshot now,
+    # so the first measurement covers a full interval.
+    observe = getattr(metrics, "observe", None)
+    if callable(observe):
+        observe()
     hooks.on_hold_start(point.model, event, point.hold)
     for offset in sample_times(point.hold, point.interval):
         while (left := start + offset - clock()) > 0:

@@ -1,0 +1,313 @@
+"""End-to-end harness: a fresh workspace per test, driven through the `mlops` CLI against the
+real local target (MLflow on sqlite, engine processes, Prometheus or the built-in scraper).
+
+Models are trained once per session with examples/train.py (scikit-learn -> skl2onnx) and
+the slow and erroring canaries are derived from them by scripts/model_variants.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+NAME = "fraud-scorer"
+CLI_TIMEOUT_S = 240
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def free_port_block(span: int = 4) -> int:
+    """A port whose admin ports (port + 1000 + i) are free too."""
+    for _ in range(50):
+        port = free_port()
+        if port + 1000 + span > 65535:
+            continue
+        try:
+            for offset in [0, *range(1000, 1000 + span)]:
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port + offset))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port block")
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """models/ and data/ with 1.0.0, 1.1.0, a broken 1.2.0, and slow/erroring 1.1.0 variants."""
+    out = tmp_path_factory.mktemp("trained")
+    train = [sys.executable, str(REPO / "examples" / "train.py"), "--out", str(out)]
+    for args in (
+        ["--version", "1.0.0"],
+        ["--version", "1.1.0"],
+        ["--version", "1.2.0", "--variant", "broken"],
+    ):
+        subprocess.run([*train, *args], check=True, capture_output=True, timeout=300)
+    variants = [sys.executable, str(REPO / "scripts" / "model_variants.py")]
+    source = out / "models" / f"{NAME}-1.1.0.onnx"
+    for kind in ("slow", "erroring"):
+        target = out / "models" / f"{NAME}-1.1.0-{kind}.onnx"
+        subprocess.run([*variants, kind, str(source), str(target)], check=True, capture_output=True)
+    return out
+
+
+def baseline(models_dir: Path, version: str) -> float:
+    report = json.loads((models_dir / "models" / f"{NAME}-{version}.json").read_text())
+    return float(report["value"])
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@dataclass
+class E2EWorkspace:
+    root: Path
+    port: int
+    models: Path
+    started: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def config(self, metrics: str = "builtin") -> None:
+        (self.root / "mlops.yaml").write_text(
+            f"target: local\nmetrics: {metrics}\nserve: {{host: 127.0.0.1, port: {self.port}}}\n"
+        )
+
+    def spec(
+        self,
+        version: str,
+        *,
+        artifact: str | None = None,
+        accuracy_of: str | None = None,
+        steps: list[tuple[int, float]] = ((25, 3.0), (100, 0.0)),  # type: ignore[assignment]
+        interval: float = 1.0,
+        gates: str = "[{metric: error_rate, max: 0.02}, {metric: latency_p99, max_increase: 1.0}]",
+        min_requests: int = 10,
+        consecutive_errors: int = 3,
+        keep_previous: float = 0.0,
+        p99_ms: float = 50.0,
+    ) -> Path:
+        artifact = artifact or f"{NAME}-{version}.onnx"
+        value = baseline(self.models, accuracy_of or version)
+        step_text = ", ".join(
+            f"{{weight: {w}, hold: {h}s}}" if h else f"{{weight: {w}}}" for w, h in steps
+        )
+        text = f"""apiVersion: mlops/v1
+kind: ModelDeployment
+metadata: {{name: {NAME}}}
+spec:
+  model:
+    version: {version}
+    artifact: ../models/{artifact}
+    signature:
+      inputs: [{{name: input, dtype: FP32, shape: [-1, 30]}}]
+      outputs:
+        - {{name: label, dtype: INT64, shape: [-1]}}
+        - {{name: probabilities, dtype: FP32, shape: [-1, 2]}}
+    baseline: {{metric: accuracy, value: {value}, p99_ms: {p99_ms}}}
+    validation: {{data: ../data/{NAME}-val.npz, tolerance: 0.005}}
+  serving:
+    replicas: {{min: 2, max: 2}}
+    batching: {{max_batch_size: 16, max_queue_delay_ms: 2}}
+  rollout:
+    strategy: canary
+    steps: [{step_text}]
+    interval: {interval}s
+    gates: {gates}
+    min_requests: {min_requests}
+    consecutive_errors: {consecutive_errors}
+    keep_previous: {keep_previous}s
+"""
+        path = self.root / "specs" / f"{NAME}.yaml"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+        return path
+
+    # -- the CLI ------------------------------------------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "NO_COLOR": "1", "MLOPS_DEBUG": "", "PYTHONUNBUFFERED": "1"}
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "mlops.cli", "-C", str(self.root), *args]
+
+    def mlops(self, *args: str, expect: int | None = 0, timeout: float = CLI_TIMEOUT_S) -> Result:
+        done = subprocess.run(
+            self.command(*args),
+            cwd=self.root,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        result = Result(done.returncode, done.stdout, done.stderr)
+        if expect is not None:
+            assert result.code == expect, (
+                f"mlops {' '.join(args)} -> {result.code}\n{result.output}"
+            )
+        return result
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            self.command(*args),
+            cwd=self.root,
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.started.append(process)
+        return process
+
+    def status(self) -> dict[str, Any]:
+        document: dict[str, Any] = json.loads(self.mlops("status", "--format", "json").stdout)
+        return document
+
+    def model(self) -> dict[str, Any]:
+        model: dict[str, Any] = self.status()["models"][NAME]
+        return model
+
+    def deploy_v1(self) -> None:
+        """1.0.0 as the stable version (first deployment: straight to 100%)."""
+        self.spec("1.0.0")
+        self.mlops("apply", "--auto-approve", "specs/")
+        assert self.model()["stable"] == "1.0.0"
+
+    def plan(self, out: str = "plans/next.json") -> str:
+        self.mlops("plan", "specs/", "-o", out)
+        return out
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def admin_urls(self) -> list[str]:
+        urls = []
+        for path in sorted((self.root / ".mlops").rglob("worker-*.json")):
+            try:
+                urls.append(str(json.loads(path.read_text())["admin_url"]))
+            except (OSError, ValueError, KeyError):
+                continue
+        return urls
+
+    def down(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+        from mlops import cli  # noqa: F401 - the down command exists only when it landed
+
+        if (REPO / "mlops" / "commands" / "down.py").is_file():
+            self.mlops("down", expect=None, timeout=60)
+        else:
+            from mlops.providers import local_runtime
+            from mlops.workspace import open_workspace
+
+            local_runtime.LocalRuntime(open_workspace(self.root)).stop()
+
+
+@pytest.fixture
+def ws(tmp_path: Path, models: Path) -> Iterator[E2EWorkspace]:
+    root = tmp_path / "ws"
+    root.mkdir()
+    shutil.copytree(models / "models", root / "models")
+    shutil.copytree(models / "data", root / "data")
+    workspace = E2EWorkspace(root=root, port=free_port_block(), models=models)
+    workspace.config()
+    try:
+        yield workspace
+    finally:
+        workspace.down()
+
+
+class RoutingWatch:
+    """Polls every worker's routing table during a run: the highest weight each version ever
+    had, as seen by the engine itself."""
+
+    def __init__(self, ws: E2EWorkspace, model: str = NAME, period: float = 0.05) -> None:
+        self.ws, self.model, self.period = ws, model, period
+        self.max_weight: dict[str, int] = {}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RoutingWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        import httpx
+
+        with httpx.Client(timeout=1.0) as client:
+            while not self._stop.wait(self.period):
+                for url in self.ws.admin_urls():
+                    try:
+                        table = client.get(f"{url}/v2/routing").json()
+                    except (httpx.HTTPError, ValueError):
+                        continue
+                    weights = (table.get("models", {}).get(self.model) or {}).get("weights", {})
+                    self.samples += 1
+                    for version, weight in weights.items():
+                        self.max_weight[version] = max(self.max_weight.get(version, 0), int(weight))
+
+
+class Load:
+    """mlops.loadgen in a thread for the length of a `with` block (bounded by `duration`)."""
+
+    def __init__(
+        self, ws: E2EWorkspace, rate: float = 100.0, duration: float = 120.0, poison_every: int = 0
+    ) -> None:
+        from mlops import loadgen
+
+        self.stop = threading.Event()
+        self.summary: loadgen.Summary | None = None
+        self._args = (ws.url(), NAME)
+        self._kwargs = {
+            "rate": rate,
+            "duration": duration,
+            "poison_every": poison_every,
+            "workers": 8,
+        }
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from mlops import loadgen
+
+        self.summary = loadgen.run(*self._args, stop=self.stop, **self._kwargs)  # type: ignore[arg-type]
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        time.sleep(1.0)  # let the first windows fill
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self._thread.join(30)
