@@ -201,3 +201,29 @@ class InferClient:
         start = time.perf_counter()
         self.infer(name, version, inputs, datatypes, outputs)
         return time.perf_counter() - start
+
+
+class VersionClient:
+    """One model version's inference as a plain function of arrays: what callers outside
+    providers/ (conformance) use, so that they never touch tritonclient."""
+
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        version: str,
+        datatypes: Mapping[str, str],
+        outputs: Sequence[str],
+    ) -> None:
+        self._client = InferClient(url)
+        self._args = (name, version)
+        self._datatypes = dict(datatypes)
+        self._outputs = list(outputs)
+
+    def __call__(
+        self, inputs: Mapping[str, np.ndarray[Any, Any]]
+    ) -> dict[str, np.ndarray[Any, Any]]:
+        return self._client.infer(*self._args, inputs, self._datatypes, self._outputs)
+
+    def close(self) -> None:
+        self._client.close()

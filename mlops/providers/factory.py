@@ -13,3 +13,33 @@ def registry(ws: ws_mod.Workspace) -> base.Registry:
 
     ws.ensure_state_dir()
     return mlflow_registry.MlflowRegistry(ws.registry_uri, ws.artifact_root, workspace=ws.root)
+
+
+def runtime(ws: ws_mod.Workspace) -> base.Runtime:
+    """The serving runtime of the workspace's target (local: the mlops engine)."""
+    from mlops import errors
+
+    if ws.config.target != "local":
+        raise errors.ConfigError(f"target {ws.config.target!r} has no runtime provider yet")
+    from mlops.providers import local_runtime
+
+    return local_runtime.LocalRuntime(ws)
+
+
+def metrics(ws: ws_mod.Workspace, runtime: base.Runtime) -> base.Metrics:
+    """Gate metrics per `mlops.yaml` `metrics`: a Prometheus URL as given; `prometheus` starts
+    (or reuses) the workspace's own Prometheus, or falls back to the built-in scraper when the
+    Prometheus package is not installed; `builtin` scrapes the engine's /metrics directly.
+    Keep one instance per apply run: the built-in scraper's series lives in the object."""
+    from mlops import errors
+    from mlops.providers import builtin_metrics, prometheus
+
+    setting = ws.config.metrics
+    if setting.startswith(("http://", "https://")):
+        return prometheus.PrometheusMetrics(setting)
+    if setting == "prometheus" and prometheus.installed():
+        return prometheus.PrometheusMetrics(prometheus.PrometheusServer(ws).start())
+    admin_urls = getattr(runtime, "worker_admin_urls", None)
+    if admin_urls is None:
+        raise errors.ConfigError("metrics: builtin needs the local target; set a Prometheus URL")
+    return builtin_metrics.BuiltinMetrics(admin_urls)

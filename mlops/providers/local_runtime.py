@@ -43,6 +43,7 @@ class LocalRuntime:
         if record is not None:
             self.process.stop()
         self.process.start(replicas)
+        self._retarget_prometheus()
         for name, model in snapshot.items():
             for semver in model.loaded:
                 settings = self._staged_settings(name, semver)
@@ -54,6 +55,14 @@ class LocalRuntime:
 
     def stop(self) -> bool:
         return self.process.stop()
+
+    def _retarget_prometheus(self) -> None:
+        # New workers, new admin addresses: a running workspace Prometheus must follow them.
+        from mlops.providers import prometheus
+
+        server = prometheus.PrometheusServer(self.workspace)
+        if server.running():
+            server.sync_targets()
 
     def worker_admin_urls(self) -> list[str]:
         record = self.process.record()
@@ -155,6 +164,11 @@ class LocalRuntime:
                     f"worker {url} did not confirm routing generation {generation} of {name}"
                 )
         return generation
+
+    def served_artifact(self, name: str, semver: str) -> Path | None:
+        """The file the engine loads for a version (conformance re-hashes it)."""
+        path = self.process.repository / name / semver / "model.onnx"
+        return path if path.is_file() else None
 
     # -- helpers -----------------------------------------------------------------------------
 

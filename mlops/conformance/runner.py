@@ -1,0 +1,160 @@
+"""`run()`: the conformance test of a version already loaded (with no traffic) in the engine.
+
+1. The artifact's sha256, and the engine's copy of it, must match the registry's record.
+2. The validation set, sent through the version-pinned V2 endpoint, must score within
+   `tolerance` of the registered baseline (lower only: a better model passes).
+3. p99 latency under a short single-row load must stay within the baseline p99 plus
+   `max_increase` (default +20%).
+The result is a JSON-ready dict the executor records on the registry version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from mlops import datasets, errors
+from mlops.conformance import checks
+from mlops.providers import base
+from mlops.state import models as state
+from mlops.workspace import Workspace
+
+DEFAULT_TOLERANCE = 0.005
+DEFAULT_MAX_INCREASE = 0.20
+
+
+class Target(Protocol):
+    """What conformance needs of an apply target (`mlops.apply.target.Target` fits)."""
+
+    @property
+    def ws(self) -> Workspace: ...
+    @property
+    def registry(self) -> base.Registry: ...
+    @property
+    def runtime(self) -> base.Runtime: ...
+
+
+def run(
+    target: Target,
+    model: str,
+    semver: str,
+    after: Mapping[str, Any],
+    *,
+    validation: Path | None = None,
+) -> dict[str, Any]:
+    """Conformance of `model@semver`; `after` is the plan's conformance_test payload. Model
+    failures are a result with passed=False; an unreachable engine raises TransientError."""
+    version = target.registry.get_version(model, semver)
+    if version is None:
+        raise errors.RegistryError(f"{model}@{semver} is not registered")
+    result: dict[str, Any] = {
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "metric": str(after.get("metric") or version.baseline.metric),
+        "baseline": float(after.get("baseline") or version.baseline.value),
+        "tolerance": float(after.get("tolerance") or DEFAULT_TOLERANCE),
+        "baseline_p99_ms": float(after.get("p99_ms") or version.baseline.p99_ms),
+        "max_increase": float(after.get("max_increase") or DEFAULT_MAX_INCREASE),
+        "accuracy": None,
+        "rows": 0,
+    }
+    reasons: list[str] = []
+    reasons += _check_sha(target, model, semver, version, after.get("sha256"), result)
+    if not reasons:
+        data = validation or _validation_path(target.ws, after.get("validation"))
+        reasons += _check_model(target, model, semver, version, data, result)
+    result["reasons"] = reasons
+    result["reason"] = "; ".join(reasons)
+    result["passed"] = not reasons
+    return result
+
+
+def _check_sha(
+    target: Target,
+    model: str,
+    semver: str,
+    version: state.RegistryVersion,
+    pinned: Any,
+    result: dict[str, Any],
+) -> list[str]:
+    expected = str(pinned or version.sha256)
+    actual = checks.sha256_of(target.registry.artifact_path(model, semver))
+    result["sha256"] = actual
+    if actual != expected:
+        return [f"artifact sha256 {actual} is not the registered {expected}"]
+    served: Callable[[str, str], Path | None] | None = getattr(
+        target.runtime, "served_artifact", None
+    )
+    copy = served(model, semver) if served else None
+    if copy is not None and checks.sha256_of(copy) != expected:
+        return [f"the engine's copy of {model}@{semver} does not match sha256 {expected}"]
+    return []
+
+
+def _check_model(
+    target: Target,
+    model: str,
+    semver: str,
+    version: state.RegistryVersion,
+    data: Path | None,
+    result: dict[str, Any],
+) -> list[str]:
+    from mlops.providers import engine_client
+
+    signature = version.signature
+    dtypes = {t.name: t.dtype.value for t in signature.inputs}
+    first = signature.outputs[0].name
+    url = target.runtime.inference_url()
+
+    def make_infer() -> tuple[checks.Infer, Callable[[], None]]:
+        client = engine_client.VersionClient(url, model, semver, dtypes, [first])
+        return client, client.close
+
+    reasons: list[str] = []
+    try:
+        if data is not None:
+            inputs, labels = datasets.load_validation(data, list(dtypes))
+            inputs = {
+                n: a.astype(checks.NUMPY_DTYPES.get(dtypes[n], a.dtype)) for n, a in inputs.items()
+            }
+            infer, close = make_infer()
+            try:
+                score = checks.accuracy(infer, inputs, labels, first)
+            finally:
+                close()
+            result.update(accuracy=round(score, 6), rows=len(labels))
+            floor = result["baseline"] - result["tolerance"]
+            if score < floor:
+                reasons.append(
+                    f"{result['metric']} {score:.4f} is below the baseline "
+                    f"{result['baseline']:.4f} - tolerance {result['tolerance']:g}"
+                )
+            rows = checks.single_rows(inputs)
+        else:
+            result["accuracy_skipped"] = "no validation data"
+            rows = checks.synthetic_rows(signature)
+        timing = checks.latency(make_infer, rows)
+    except engine_client.EngineRejected as exc:
+        return [*reasons, f"inference failed: {exc.message}"]
+    budget = result["baseline_p99_ms"] * (1.0 + result["max_increase"])
+    result.update(
+        p50_ms=round(timing.p50_ms, 3),
+        p99_ms=round(timing.p99_ms, 3),
+        p99_budget_ms=round(budget, 3),
+        latency_requests=timing.requests,
+    )
+    if not timing.complete:
+        reasons.append(f"latency test did not finish within {checks.LATENCY_DEADLINE_S:.0f}s")
+    elif timing.p99_ms > budget:
+        reasons.append(
+            f"p99 {timing.p99_ms:.2f} ms is over the baseline {result['baseline_p99_ms']:g} ms "
+            f"+{result['max_increase']:.0%} ({budget:.2f} ms)"
+        )
+    return reasons
+
+
+def _validation_path(ws: Workspace, raw: Any) -> Path | None:
+    if not raw:
+        return None
+    return ws.inside(Path(str(raw)), what="validation data")
