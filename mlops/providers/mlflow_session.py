@@ -47,6 +47,10 @@ class Session:
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+        # MLflow prints run URLs on stdout, which would corrupt `--format json` output.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        # A deployment controller should not phone home from the machines it runs on.
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         if scheme == "sqlite":
             db = Path(urllib.parse.urlparse(uri).path)
             db.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +94,7 @@ class Session:
         try:
             return getattr(self.client, method)(*args, **kwargs)
         except Exception as exc:
-            if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
+            if _is_missing(exc):
                 return None
             return self._translate(what, _reraise, exc)
 
@@ -218,6 +222,15 @@ def _local(uri: str) -> Path | None:
     if parsed.scheme == "":
         return Path(uri)
     return None
+
+
+def _is_missing(exc: BaseException) -> bool:
+    # MLflow reports an unknown alias as an invalid parameter, an unknown model or version
+    # as a missing resource.
+    code = getattr(exc, "error_code", None)
+    return code == "RESOURCE_DOES_NOT_EXIST" or (
+        code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc)
+    )
 
 
 def _reraise(exc: BaseException) -> Any:
