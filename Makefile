@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mlops-installed
 SYSTEM_TOOLS := prometheus wrk
+PYTEST_ARGS ?=
 
 .PHONY: demo demo-rollback test venv train lint system-deps clean
 
@@ -60,7 +61,7 @@ lint: venv
 # in which every test was skipped.
 test: venv system-deps lint
 	@log=$$(mktemp); trap 'rm -f $$log' EXIT; \
-	$(BIN)/python -m pytest -q 2>&1 | tee $$log; \
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS) 2>&1 | tee $$log; \
 	grep -Eq '[0-9]+ passed' $$log || { echo "make test: no test ran"; exit 1; }
 
 clean:

@@ -145,6 +145,8 @@ class Validation(Frozen):
     @field_validator("data")
     @classmethod
     def _data(cls, value: str) -> str:
+        if "://" in value or value.startswith("models:") or "\x00" in value:
+            raise ValueError("validation data must be a file path inside the workspace")
         if not value.endswith((".npz", ".csv", ".parquet")):
             raise ValueError("validation data must be a .npz, .csv or .parquet file")
         return value

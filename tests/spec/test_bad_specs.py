@@ -213,6 +213,13 @@ CASES = [
         "outside the workspace",
     ),
     Case(
+        "validation-data-url",
+        bad("../data/fraud-scorer-val.npz", "https://example.com/val.npz"),
+        17,
+        "spec.model.validation.data",
+        "file path inside the workspace",
+    ),
+    Case(
         "artifact-missing-checked",
         bad("fraud-scorer-1.0.0.onnx", "nope.onnx"),
         8,
