@@ -77,4 +77,6 @@ def command(
         # On stderr so that stdout stays one clean document for --format json/markdown.
         click.echo(f"\nSaved the plan to: {out}\nTo apply it: mlops apply {out}", err=True)
     if detailed_exitcode and plan.has_changes:
-        ctx.exit(2)
+        # Not ctx.exit(2): in non-standalone mode click returns that code and the CLI root
+        # would exit 0.
+        raise SystemExit(2)
