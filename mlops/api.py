@@ -226,22 +226,11 @@ def _desired(item: LoadedSpec, root: Path) -> Desired:
     return diff.Desired(deployment=item.deployment, artifact=artifact, validation=validation)
 
 
-def _runtime(ws: Workspace) -> Runtime | None:
-    """The workspace's serving runtime; None (= not reachable) only while no provider exists."""
-    try:
-        from mlops.providers import local_runtime
-    except ImportError as exc:
-        if exc.name == "mlops.providers.local_runtime":
-            return None
-        raise
+def _runtime(ws: Workspace) -> Runtime:
+    """The workspace's serving runtime (the engine may be stopped: refresh then says so)."""
     from mlops.providers import factory
 
-    make = getattr(factory, "runtime", None)
-    if make is None:
-        # TODO(plan): remove once factory.runtime lands; until then build the local one here.
-        return local_runtime.LocalRuntime(ws)
-    runtime: Runtime = make(ws)
-    return runtime
+    return factory.runtime(ws)
 
 
 # --- apply, status, promote, rollback, unlock ---------------------------------------------------
