@@ -54,7 +54,7 @@ spec:
     validation: {data: ../data/$NAME-val.npz, tolerance: 0.005}
   serving:
     replicas: {min: 2, max: 2}
-    batching: {max_batch_size: 16, max_queue_delay_ms: 2}
+    batching: {max_batch_size: 64, max_queue_delay_ms: 2}
   rollout:
     strategy: canary
     steps: [{weight: 10, hold: 6s}, {weight: 50, hold: 6s}, {weight: 100}]

@@ -75,6 +75,10 @@ class Executor:
                     f"{action.id} depends on {', '.join(missing)}, which has not run: "
                     "the plan's actions are out of order"
                 )
+            if action.kind is t.ActionKind.SET_TRAFFIC and self._gated(model):
+                # Start the metrics backend (e.g. Prometheus) before traffic moves, so it has
+                # scraped the engine a few times by the first measurement.
+                self.target.metrics()
             self.hooks.on_action_start(action)
             try:
                 outcome = self._one(action, passed)
@@ -96,6 +100,12 @@ class Executor:
                 blocked[model] = outcome
                 self._stop(model, outcome, self.result.reasons.get(model, ""))
         return self._finish(blocked)
+
+    def _gated(self, model: str) -> bool:
+        return any(
+            a.kind is t.ActionKind.CHECKPOINT_GATE and core.Address(a.address).model == model
+            for a in self.plan.actions
+        )
 
     def _one(self, action: t.Action, passed: Collection[str]) -> Outcome | None:
         """Run one action; an Outcome means its model stops here (rolled back or paused)."""

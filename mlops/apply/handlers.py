@@ -130,7 +130,9 @@ class Handlers:
             self.load(model, load)
         from mlops import conformance
 
-        result = conformance.run(self.target, model, semver, after)
+        result = conformance.run(
+            self.target, model, semver, after, validation=self._validation(model, semver)
+        )
         self.target.registry.record_conformance(model, semver, result)
         if not result.get("passed"):
             raise Rejected(
@@ -246,6 +248,20 @@ class Handlers:
     def _stable(self, model: str) -> str | None:
         found = self.target.registry.refresh([model]).get(model)
         return found.stable if found else None
+
+    def _validation(self, model: str, semver: str) -> Path | None:
+        """The validation set named where the plan registers the version (the conformance
+        payload carries thresholds only)."""
+        for action in self.plan.actions:
+            after = action.after or {}
+            if (
+                action.kind is K.REGISTER
+                and core.Address(action.address).model == model
+                and after.get("semver") == semver
+                and after.get("validation")
+            ):
+                return self.ws.inside(Path(str(after["validation"])), what="validation data")
+        return None
 
     def _load_payload(self, model: str, semver: str) -> dict[str, Any] | None:
         runtime = self.target.runtime
