@@ -1,0 +1,134 @@
+"""`mlops serve` as a real process: replicas, admin ports, state files, clean shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.serving import fixtures
+from tests.serving.conftest import free_port, infer_body
+
+
+# Not `python -m mlops.cli`: that runs cli.py as __main__, a second copy of the module.
+MLOPS = [sys.executable, "-c", "from mlops.cli import main; main()"]
+
+
+def _wait(predicate: object, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():  # type: ignore[operator]
+                return
+        except (httpx.HTTPError, OSError, ValueError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for the engine")
+
+
+@pytest.mark.slow
+def test_two_replicas_share_a_port_and_report_their_generation(tmp_path: Path) -> None:
+    repo, state = tmp_path / "repo", tmp_path / "state"
+    fixtures.write_version(
+        repo, "m", "1.0.0", fixtures.classifier_bytes(), fixtures.classifier_settings()
+    )
+    fixtures.write_version(
+        repo, "m", "1.1.0", fixtures.classifier_bytes(1), fixtures.classifier_settings()
+    )
+    port, admin = free_port(), free_port()
+    while admin + 1 == port or not _free(admin + 1):
+        admin = free_port()
+    command = [
+        *MLOPS, "serve", "--repository", str(repo),
+        "--port", str(port), "--admin-port", str(admin), "--replicas", "2",
+        "--state-dir", str(state),
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE)
+    try:
+        files = [state / "worker-0.json", state / "worker-1.json"]
+        _wait(lambda: all(f.exists() for f in files))
+        workers = [json.loads(f.read_text()) for f in files]
+        assert [w["index"] for w in workers] == [0, 1]
+        assert {w["admin_url"] for w in workers} == {
+            f"http://127.0.0.1:{admin}",
+            f"http://127.0.0.1:{admin + 1}",
+        }
+        for w in workers:
+            _wait(lambda w=w: httpx.get(w["admin_url"] + "/v2/health/ready").status_code == 200)
+            table = {"weights": {"1.0.0": 50, "1.1.0": 50}, "generation": 41 + w["index"]}
+            assert httpx.put(w["admin_url"] + "/v2/routing/m", json=table).status_code == 200
+        generations = [
+            httpx.get(w["admin_url"] + "/v2/routing").json()["generation"] for w in workers
+        ]
+        assert generations == [41, 42]
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+            codes = {c.post("/v2/models/m/infer", json=infer_body()).status_code for _ in range(20)}
+        assert codes == {200}
+        assert len({w["pid"] for w in workers}) == 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    assert code == 0, proc.stderr.read().decode() if proc.stderr else ""
+    assert not any(f.exists() for f in files)
+
+
+@pytest.mark.slow
+def test_a_busy_port_is_one_line_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        result = subprocess.run(
+            [
+                *MLOPS,
+                "serve",
+                "--repository",
+                str(tmp_path),
+                "--port",
+                str(port),
+                "--state-dir",
+                str(tmp_path / "s"),
+            ],  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert "cannot listen" in result.stderr and "Traceback" not in result.stderr
+
+
+def _free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_serve_help_has_an_example_and_mlops_help_stays_light() -> None:
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from mlops.cli import cli\n"
+        "r = CliRunner().invoke(cli, ['--help'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "heavy = [m for m in ('onnxruntime', 'uvicorn', 'mlops.serving') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "r = CliRunner().invoke(cli, ['serve', '--help'])\n"
+        "assert 'Example' in r.output and 'mlops serve --repository' in r.output, r.output\n"
+        "assert 'onnxruntime' not in sys.modules\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
