@@ -26,9 +26,12 @@ class PolicyViolationError(errors.MlopsError):
     """The plan breaks at least one policy rule."""
 
 
-@click.group(short_help="SRE policy rules over plans.")
+@click.group(
+    short_help="SRE policy rules over plans.",
+    epilog="Example:\n\n  mlops policy check plans/release.json --policy policies/",
+)
 def command() -> None:
-    """SRE policy rules over saved plans."""
+    """SRE policy rules over saved plans (rule language: docs/policy.md)."""
 
 
 @command.command("check", epilog=CHECK_EPILOG)
