@@ -353,3 +353,17 @@ def _live_for_apply(ws: Workspace, target: Any, saved: Plan, paths: Sequence[str
     if paths:
         names |= {item.name for item in load.load_specs(list(paths), ws.root)}
     return refresh.refresh(target.registry, target.runtime, sorted(names), last)
+
+
+def down(*, workspace: str | Path | None = None) -> dict[str, bool]:
+    """Stop the local target's engine and Prometheus; which of them were running. Idempotent."""
+    from mlops import errors
+    from mlops import workspace as ws_mod
+    from mlops.providers import engine_process, prometheus
+
+    ws = ws_mod.open_workspace(workspace)
+    if ws.config.target != "local":
+        raise errors.UsageError("mlops down stops the local target only (target: local)")
+    # Prometheus first: it would otherwise log scrape failures of the engine going away.
+    stopped_prometheus = prometheus.PrometheusServer(ws).stop()
+    return {"engine": engine_process.EngineProcess(ws).stop(), "prometheus": stopped_prometheus}

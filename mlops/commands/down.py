@@ -1,0 +1,40 @@
+"""`mlops down`: stop the local target's processes (engine workers, Prometheus)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from mlops import cli
+
+EPILOG = """\b
+Examples:
+  mlops down                 stop the engine and Prometheus of this workspace
+  mlops -C demo/ down --format json
+
+Only processes this workspace started (recorded in .mlops/) are stopped. Running it when
+nothing runs is not an error. The registry, staged models and Prometheus data are kept.
+"""
+
+
+@click.command(epilog=EPILOG, short_help="Stop the local target's processes.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help='text: one line per process; json: {"engine": bool, "prometheus": bool}.',
+)
+@click.pass_context
+def command(ctx: click.Context, fmt: str) -> None:
+    """Stop the engine processes and Prometheus started for this workspace. Idempotent."""
+    from mlops import api
+
+    stopped = api.down(workspace=cli.run_context(ctx).workspace)
+    if fmt == "json":
+        click.echo(json.dumps({"engine": stopped["engine"], "prometheus": stopped["prometheus"]}))
+        return
+    for name in ("engine", "prometheus"):
+        click.echo(f"{name}: {'stopped' if stopped[name] else 'not running'}")
