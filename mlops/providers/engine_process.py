@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from mlops import errors
 from mlops.providers import engine_client
@@ -140,11 +141,11 @@ class EngineProcess:
         for proc in procs:
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.send_signal(signal.SIGTERM)
-        _, alive = psutil.wait_procs(procs, timeout=STOP_TIMEOUT_S)
+        alive = wait_gone(procs, STOP_TIMEOUT_S)
         for proc in alive:
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
-        psutil.wait_procs(alive, timeout=5)
+        wait_gone(alive, 5.0)
         for stale in self.state_dir.glob("worker-*.json"):
             stale.unlink()
         return True
@@ -155,6 +156,26 @@ class EngineProcess:
         except OSError:
             return ""
         return " | ".join(line.strip() for line in text[-lines:])
+
+
+def wait_gone(procs: list[Any], timeout: float) -> list[Any]:
+    """Wait until every process exited; those still running at the deadline. A zombie counts
+    as gone: when another process started the engine, only that parent can reap it."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(proc)
+                else:
+                    with contextlib.suppress(psutil.Error):
+                        proc.wait(timeout=0)  # reaps it when it is our own child
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.05)
 
 
 def same_process(pid: int, create_time: float) -> bool:

@@ -8,6 +8,7 @@ count only rewrites that file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -113,11 +114,12 @@ class PrometheusServer:
         try:
             proc = psutil.Process(record["pid"])
             proc.terminate()
-            proc.wait(timeout=15)
-        except psutil.TimeoutExpired:
-            proc.kill()
         except psutil.NoSuchProcess:
-            pass
+            return True
+        if engine_process.wait_gone([proc], 15.0):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+            engine_process.wait_gone([proc], 5.0)
         return True
 
     def _config(self) -> dict[str, Any]:
