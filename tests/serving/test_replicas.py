@@ -16,7 +16,6 @@ import pytest
 from tests.serving import fixtures
 from tests.serving.conftest import free_port, infer_body
 
-
 # Not `python -m mlops.cli`: that runs cli.py as __main__, a second copy of the module.
 MLOPS = [sys.executable, "-c", "from mlops.cli import main; main()"]
 
@@ -97,7 +96,7 @@ def test_a_busy_port_is_one_line_error(tmp_path: Path) -> None:
                 str(port),
                 "--state-dir",
                 str(tmp_path / "s"),
-            ],  # fmt: skip
+            ],
             capture_output=True,
             text=True,
             timeout=60,
