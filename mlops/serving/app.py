@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from mlops.serving import admin, infer, metrics, tracing
@@ -27,7 +28,7 @@ _INFER_SUFFIX = "/infer"
 
 
 class Engine:
-    def __init__(self, config: ServeConfig) -> None:
+    def __init__(self, config: ServeConfig, routing_file: Path | None = None) -> None:
         self.config = config
         self.max_body_bytes = config.max_body_bytes
         self.stats = StatsBook()
@@ -40,7 +41,7 @@ class Engine:
             self.stats,
             on_change=self._changed,
         )
-        self.router = Router(self.repository.live)
+        self.router = Router(self.repository.live, routing_file)
         self.feedback = FeedbackBook(self.stats)
         self.tracer = tracing.make_tracer()
         self.registry = metrics.registry(

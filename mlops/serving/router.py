@@ -7,10 +7,14 @@ assignment, so a request sees either the old table or the new one, never a mix.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import random
 import re
 from bisect import bisect_right
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mlops.serving.errors import BadRequest, Conflict, NotFound
@@ -62,13 +66,51 @@ class Route:
 
 
 class Router:
-    def __init__(self, live: dict[str, dict[str, ModelVersion]]) -> None:
+    def __init__(
+        self, live: dict[str, dict[str, ModelVersion]], persist: Path | None = None
+    ) -> None:
         self._live = live  # the repository's view, shared by reference
         self.tables: dict[str, Table] = {}
         # Kept after a model is unloaded so its generation can never go backwards.
         self._generations: dict[str, int] = {}
         self.generation = 0
         self.routes: dict[str, Route] = {}
+        # A restarted worker must come back with the controller's tables, not the default
+        # "newest version takes all", or a canary could briefly get more than its planned weight.
+        self._persist = persist
+        if persist is not None:
+            self._restore(persist)
+
+    def _restore(self, path: Path) -> None:
+        try:
+            doc = json.loads(path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError):
+            return  # a damaged file is no worse than no file: the controller re-sends tables
+        for name, entry in doc.get("tables", {}).items():
+            shadow = entry.get("shadow")
+            self.tables[name] = Table(
+                int(entry["generation"]),
+                {str(v): int(w) for v, w in entry["weights"].items()},
+                None if shadow is None else (str(shadow["version"]), float(shadow["percent"])),
+            )
+        self._generations = {str(k): int(v) for k, v in doc.get("generations", {}).items()}
+        self.generation = int(doc.get("generation", 0))
+
+    def _save(self) -> None:
+        if self._persist is None:
+            return
+        doc = {
+            "generation": self.generation,
+            "generations": self._generations,
+            "tables": {name: table.describe() for name, table in self.tables.items()},
+        }
+        tmp = self._persist.with_suffix(".tmp")
+        with contextlib.suppress(OSError):
+            self._persist.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(doc))
+            os.replace(tmp, self._persist)  # atomic: a crash leaves the old or the new table
 
     def rebuild(self) -> None:
         routes: dict[str, Route] = {}
@@ -123,6 +165,7 @@ class Router:
         self._generations[name] = generation
         self.generation = max(self.generation, generation)
         self.rebuild()
+        self._save()
         return generation
 
     def check_unload(self, name: str, version: str | None) -> None:
@@ -138,6 +181,7 @@ class Router:
         """Drop the table of a model whose last version was unloaded."""
         if name not in self._live:
             self.tables.pop(name, None)
+            self._save()
 
     def describe(self) -> dict[str, Any]:
         models: dict[str, Any] = {}

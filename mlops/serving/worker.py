@@ -85,7 +85,7 @@ async def _serve(config: ServeConfig, index: int) -> None:
             ) from None
     server = uvicorn.Server(
         uvicorn.Config(
-            Engine(config),
+            Engine(config, routing_file=config.state_dir / f"routing-{index}.json"),
             http="httptools",
             loop="none",  # already running on uvloop
             lifespan="on",

@@ -116,3 +116,20 @@ def test_semver_ordering() -> None:
         "1.10.0-rc1",
         "1.10.0",
     ]
+
+
+def test_a_restarted_worker_restores_the_controllers_tables(tmp_path: Any) -> None:
+    # Without the saved table the restarted worker would send all traffic to the newest
+    # (canary) version: more than the planned weight.
+    live: dict[str, dict[str, Any]] = {"m": {v: _Version(v) for v in ("1.0.0", "1.1.0")}}
+    typed = cast(dict[str, dict[str, ModelVersion]], live)
+    path = tmp_path / "routing-0.json"
+    first = Router(typed, path)
+    first.update("m", {"weights": {"1.0.0": 100, "1.1.0": 0}, "generation": 7})
+
+    restarted = Router(typed, path)
+    restarted.rebuild()
+    assert _split_of(restarted.routes["m"]) == {"1.0.0": 50}
+    assert restarted.describe()["models"]["m"]["generation"] == 7
+    with pytest.raises(Conflict):
+        restarted.update("m", {"weights": {"1.1.0": 100}, "generation": 6})
