@@ -136,4 +136,7 @@ def run_context(ctx: click.Context) -> MlopsContext:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the package's copy of this module so commands and root share one MlopsContext class.
+    from mlops.cli import main as package_main
+
+    package_main()

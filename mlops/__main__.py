@@ -1,0 +1,5 @@
+"""`python -m mlops` runs the command line."""
+
+from mlops.cli import main
+
+main()
