@@ -27,6 +27,8 @@ class LocalRuntime:
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
         self.process = engine_process.EngineProcess(workspace)
+        # One keep-alive connection pool per worker: a rollback's weight change is a few calls.
+        self._admins: dict[str, engine_client.AdminClient] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -41,7 +43,7 @@ class LocalRuntime:
             return
         snapshot = self.refresh() if record is not None else {}
         if record is not None:
-            self.process.stop()
+            self.stop()
         self.process.start(replicas)
         self._retarget_prometheus()
         for name, model in snapshot.items():
@@ -54,6 +56,9 @@ class LocalRuntime:
                 self.set_traffic(name, model.weights, model.shadow)
 
     def stop(self) -> bool:
+        for admin in self._admins.values():
+            admin.close()
+        self._admins.clear()
         return self.process.stop()
 
     def _retarget_prometheus(self) -> None:
@@ -82,11 +87,11 @@ class LocalRuntime:
         urls = self.worker_admin_urls()
         views: list[runtime_view.WorkerView | None] = []
         for url in urls:
-            with Admin(url) as admin:
-                try:
-                    views.append(runtime_view.WorkerView(admin.routing(), admin.index()))
-                except (engine_client.EngineUnavailable, engine_client.EngineRejected):
-                    views.append(None)
+            admin = self._admin(url)
+            try:
+                views.append(runtime_view.WorkerView(admin.routing(), admin.index()))
+            except (engine_client.EngineUnavailable, engine_client.EngineRejected):
+                views.append(None)
         merged = runtime_view.merge(views, len(urls), self._staged_settings)
         if names is not None:
             wanted = set(names)
@@ -115,8 +120,8 @@ class LocalRuntime:
         self._pin_implicit_route(name)
         self._on_every_worker(lambda admin: admin.load(name, semver, settings))
         for url in self._urls():
-            with Admin(url) as admin:
-                rows = {(r["name"], r["version"]): r for r in admin.index()}
+            admin = self._admin(url)
+            rows = {(r["name"], r["version"]): r for r in admin.index()}
             row = rows.get((name, semver))
             if row is None or row.get("state") != "READY":
                 reason = (row or {}).get("reason") or "not in its index"
@@ -151,8 +156,8 @@ class LocalRuntime:
             for t in tables
         )
         for url in self._urls():
-            with Admin(url) as admin:
-                admin.set_routing(name, weights, want_shadow, generation)
+            admin = self._admin(url)
+            admin.set_routing(name, weights, want_shadow, generation)
         for url in self._urls():
             table = self._routing(url)["models"].get(name)
             if (
@@ -181,6 +186,12 @@ class LocalRuntime:
         newest = max(model.loaded, key=runtime_view.semver_key)
         self.set_traffic(name, {newest: 100}, None)
 
+    def _admin(self, url: str) -> engine_client.AdminClient:
+        admin = self._admins.get(url)
+        if admin is None:
+            admin = self._admins[url] = Admin(url)
+        return admin
+
     def _urls(self) -> list[str]:
         urls = self.worker_admin_urls()
         if not urls:
@@ -188,15 +199,15 @@ class LocalRuntime:
         return urls
 
     def _routing(self, url: str) -> dict[str, Any]:
-        with Admin(url) as admin:
-            return admin.routing()
+        admin = self._admin(url)
+        return admin.routing()
 
     def _on_every_worker(self, call: Any) -> None:
         urls = self._urls()
 
         def one(url: str) -> None:
-            with Admin(url) as admin:
-                call(admin)
+            admin = self._admin(url)
+            call(admin)
 
         # Loads take seconds (warm-up): do the workers side by side.
         with ThreadPoolExecutor(max_workers=len(urls)) as pool:
@@ -204,8 +215,8 @@ class LocalRuntime:
                 future.result()
 
     def _alive(self, url: str) -> bool:
-        with Admin(url) as admin:
-            return admin.live()
+        admin = self._admin(url)
+        return admin.live()
 
     def _version_dir(self, name: str, semver: str) -> Path:
         path = self.process.repository / name / semver
