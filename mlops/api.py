@@ -109,6 +109,8 @@ def drift(
         raise errors.UsageError(f"{name!r} is not a model name (DNS-1123 label)") from None
     ws = ws_module.open_workspace(workspace)
     data_path = _user_path(ws, data, "data file")
+    if not data_path.is_file():  # before the (slow) registry: fail fast on a typo
+        raise errors.UsageError(f"data file {str(data)!r} does not exist")
     report_path = _user_path(ws, report, "report") if report is not None else None
     if report_path is not None:
         drift_run.check_report_path(report_path)

@@ -87,6 +87,10 @@ def command(
         click.echo(json.dumps(report.to_json(outcome), indent=2))
     else:
         click.echo(report.to_text(outcome))
+    if run_hook and outcome.hook_command is None and outcome.result.has_drift:
+        click.echo(
+            f"note: --run-hook given, but {name}'s spec declares no on_drift command", err=True
+        )
     if outcome.hook is not None and not outcome.hook.ok:
         raise errors.MlopsError(f"on_drift command `{outcome.hook.command}` {outcome.hook.error}")
     if outcome.result.has_drift:
