@@ -195,8 +195,7 @@ class MlflowRegistry:
         return None
 
     def _is_stale(self, entity: Any) -> bool:
-        owner = tags.tags_of(entity).get(tags.PENDING_OWNER, "")
-        host, _, pid = owner.rpartition(":")
+        host, _, pid = tags.pending_owner(entity).rpartition(":")
         if host == socket.gethostname() and pid.isdigit():
             # Registrations in one process run one at a time: our own pid means a leftover.
             return int(pid) == os.getpid() or not _alive(int(pid))
@@ -210,8 +209,7 @@ class MlflowRegistry:
         run_id, source = self.session.upload(name, semver, staged)
         pending = {
             **metadata,
-            tags.STATE: tags.PENDING,
-            tags.PENDING_OWNER: f"{socket.gethostname()}:{os.getpid()}",
+            tags.STATE: f"{tags.PENDING}{socket.gethostname()}:{os.getpid()}",
         }
         number: str | None = None
         try:
@@ -229,15 +227,11 @@ class MlflowRegistry:
             self.session.call(
                 "mark ready", "set_model_version_tag", name, number, tags.STATE, tags.READY
             )
-            self.session.call(
-                "clear owner", "delete_model_version_tag", name, number, tags.PENDING_OWNER
-            )
         except BaseException:
             self._discard(name, number, run_id)
             raise
-        version = self.get_version(name, semver)
-        if version is None:  # another writer moved the alias between our calls
-            raise errors.TransientError(f"{name}@{semver} changed during registration; retry")
+        version = tags.decode(created, {**metadata, tags.STATE: tags.READY})
+        assert version is not None  # the tags say ready: decoding cannot skip it
         return version
 
     def _discard(self, name: str, number: str | None, run_id: str | None) -> None:

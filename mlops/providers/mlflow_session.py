@@ -56,6 +56,7 @@ class Session:
             db.parent.mkdir(parents=True, exist_ok=True)
         self._client: Any = None
         self._experiment_id: str | None = None
+        self._known_models: set[str] = set()
 
     @property
     def client(self) -> Any:
@@ -146,11 +147,15 @@ class Session:
     # -- writes ----------------------------------------------------------------------------
 
     def ensure_model(self, name: str) -> None:
+        if name in self._known_models:
+            return
         try:
             self.client.create_registered_model(name, tags={"mlops.managed": "true"})
         except Exception as exc:
             if getattr(exc, "error_code", None) != "RESOURCE_ALREADY_EXISTS":
                 self._translate("create model", _reraise, exc)
+        # Remembered for this process only: saves a write per version when registering many.
+        self._known_models.add(name)
 
     def experiment_id(self) -> str:
         if self._experiment_id is None:

@@ -19,8 +19,9 @@ from mlops.spec import models as spec
 from mlops.state import models as state
 
 PREFIX = "mlops."
-STATE = "mlops.state"  # "pending" while registering, "ready" once every piece is stored
-PENDING_OWNER = "mlops.pending_owner"  # host:pid of the registering process
+# "pending:HOST:PID" while registering (who, so leftovers of dead processes are recognised),
+# "ready" once every piece is stored. One tag, so marking ready is a single write.
+STATE = "mlops.state"
 SEMVER = "mlops.semver"
 SHA256 = "mlops.sha256"
 SIGNATURE = "mlops.signature"
@@ -28,7 +29,7 @@ BASELINE = "mlops.baseline"
 STATS = "mlops.stats"  # artifact file name of the feature statistics, when any
 REJECTED = "mlops.rejected"  # the reason; present = rejected
 CONFORMANCE = "mlops.conformance"
-PENDING = "pending"
+PENDING = "pending:"
 READY = "ready"
 
 MODEL_FILE = "model.onnx"
@@ -107,14 +108,17 @@ def tags_of(entity: Any) -> dict[str, str]:
     return {str(t.key): str(t.value) for t in tags}
 
 
-def is_ready(entity: Any) -> bool:
-    return tags_of(entity).get(STATE) == READY
+def pending_owner(entity: Any) -> str:
+    """`HOST:PID` of the process registering this version ("" when it is not pending)."""
+    value = tags_of(entity).get(STATE, "")
+    return value.removeprefix(PENDING) if value.startswith(PENDING) else ""
 
 
-def decode(entity: Any) -> state.RegistryVersion | None:
+def decode(entity: Any, tags: dict[str, str] | None = None) -> state.RegistryVersion | None:
     """A ready mlops version, or None for pending versions and versions mlops did not write.
-    Malformed metadata is a RegistryError: silently skipping it would hide a real version."""
-    tags = tags_of(entity)
+    Malformed metadata is a RegistryError: silently skipping it would hide a real version.
+    `tags` overrides the entity's own (used right after a write, saving a read)."""
+    tags = tags_of(entity) if tags is None else tags
     if tags.get(STATE) != READY or SEMVER not in tags:
         return None
     try:

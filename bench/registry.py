@@ -1,0 +1,162 @@
+"""Registry benchmark: register N model versions, then time one batched refresh of all of them
+against the per-model reads it replaces.
+
+    python bench/registry.py                      # 200 models x 5 versions = 1,000 versions
+    python bench/registry.py --models 20 --versions 2
+
+Everything is real: a fresh MLflow sqlite registry in a temporary workspace, a tiny ONNX model
+trained with scikit-learn, and full registrations (copy, hash, signature check, artifact upload,
+version + tags + semver alias). Figures go to stdout and bench/RESULTS-registry.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mlops.providers.mlflow_registry import MlflowRegistry
+from mlops.spec import models as spec
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS-registry.md"
+
+
+def train(path: Path) -> None:
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4)).astype(np.float32)
+    model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(np.int64))
+    onx = to_onnx(
+        model,
+        initial_types=[("input", FloatTensorType([None, 4]))],
+        options={id(model): {"zipmap": False}},
+        target_opset=17,
+    )
+    path.write_bytes(onx.SerializeToString())
+
+
+def deployment(name: str, version: str) -> spec.ModelDeployment:
+    return spec.ModelDeployment.model_validate(
+        {
+            "apiVersion": "mlops/v1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": name},
+            "spec": {
+                "model": {
+                    "version": version,
+                    "artifact": "models/model.onnx",
+                    "signature": {
+                        "inputs": [{"name": "input", "dtype": "FP32", "shape": [-1, 4]}],
+                        "outputs": [
+                            {"name": "label", "dtype": "INT64", "shape": [-1]},
+                            {"name": "probabilities", "dtype": "FP32", "shape": [-1, 2]},
+                        ],
+                    },
+                    "baseline": {"metric": "accuracy", "value": 0.9, "p99_ms": 10},
+                }
+            },
+        }
+    )
+
+
+def timed(fn: object, repeats: int) -> tuple[float, object]:
+    """Median wall time of `repeats` runs, and the last result."""
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()  # type: ignore[operator]
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=200)
+    parser.add_argument("--versions", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    total = args.models * args.versions
+
+    with tempfile.TemporaryDirectory(prefix="mlops-bench-registry-") as tmp:
+        ws = Path(tmp)
+        (ws / "models").mkdir()
+        train(ws / "models" / "model.onnx")
+        registry = MlflowRegistry(
+            f"sqlite:///{ws / '.mlops' / 'mlflow.db'}", ws / ".mlops" / "artifacts", workspace=ws
+        )
+        registry.refresh()  # creates and migrates the database outside the timings
+        names = [f"model-{i:04d}" for i in range(args.models)]
+        start = time.perf_counter()
+        for n, name in enumerate(names):
+            for v in range(args.versions):
+                registry.register(deployment(name, f"1.{v}.0"), Path("models/model.onnx"), None)
+            registry.set_alias(name, "stable", "1.0.0")
+            if (n + 1) % max(1, args.models // 10) == 0:
+                rate = (n + 1) * args.versions / (time.perf_counter() - start)
+                print(f"  registered {(n + 1) * args.versions}/{total} ({rate:.1f}/s)",
+                      file=sys.stderr)  # fmt: skip
+        register_seconds = time.perf_counter() - start
+
+        batched_s, batched = timed(registry.refresh, args.repeats)
+
+        def per_model() -> dict[str, object]:
+            found: dict[str, object] = {}
+            for name in names:
+                found.update(registry.refresh([name]))
+            return found
+
+        def per_version() -> int:
+            return sum(
+                registry.get_version(name, f"1.{v}.0") is not None
+                for name in names
+                for v in range(args.versions)
+            )
+
+        per_model_s, separate = timed(per_model, args.repeats)
+        per_version_s, seen = timed(per_version, 1)
+        assert isinstance(batched, dict) and batched == separate and seen == total
+        assert sum(len(m.versions) for m in batched.values()) == total
+
+    lines = [
+        "# Registry benchmark",
+        "",
+        f"`python bench/registry.py --models {args.models} --versions {args.versions}` on "
+        f"{platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"MLflow {_mlflow_version()}, sqlite store.",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| versions registered | {total} ({args.models} models x {args.versions}) |",
+        f"| registration, total | {register_seconds:.1f} s |",
+        f"| registration rate | {total / register_seconds:.1f} versions/s "
+        f"({1000 * register_seconds / total:.0f} ms each) |",
+        f"| batched refresh of everything (median of {args.repeats}) | {batched_s * 1000:.0f} ms |",
+        f"| per-model reads, `refresh([name])` x {args.models} (median of {args.repeats}) "
+        f"| {per_model_s * 1000:.0f} ms |",
+        f"| per-version reads, `get_version` x {total} | {per_version_s * 1000:.0f} ms |",
+        f"| per-model / batched | {per_model_s / batched_s:.1f}x |",
+        f"| per-version / batched | {per_version_s / batched_s:.1f}x |",
+    ]
+    report = "\n".join(lines) + "\n"
+    print(report)
+    RESULTS.write_text(report, encoding="utf-8")
+
+
+def _mlflow_version() -> str:
+    import mlflow
+
+    return str(mlflow.__version__)
+
+
+if __name__ == "__main__":
+    main()
