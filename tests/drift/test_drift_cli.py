@@ -125,6 +125,7 @@ def test_bad_model_names(ws: Path, run: Runner) -> None:
     assert unknown.code == 1 and "ghost" in unknown.err
 
 
+@pytest.mark.slow  # runs the on_drift command
 def test_hook_runs_only_with_run_hook(ws: Path, run: Runner) -> None:
     data = _npz(ws, "hook.npz", live(17, shift={6: 4.0}))
     skipped = run("drift", NAME, "--data", data)
@@ -147,6 +148,7 @@ def test_hook_does_not_run_without_drift(ws: Path, run: Runner) -> None:
     assert not (ws / "hook-ran.txt").exists()
 
 
+@pytest.mark.slow  # runs the on_drift command
 def test_failing_hook_is_an_error(ws: Path, run: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOOK_EXIT", "3")
     data = _npz(ws, "fail.npz", live(19, shift={4: 4.0}))

@@ -16,6 +16,7 @@ from mlops.drift import hook, page, report, stats
 PY = shlex.quote(sys.executable)
 
 
+@pytest.mark.slow  # starts real processes
 def test_hook_runs_in_the_directory_without_a_shell(tmp_path: Path) -> None:
     code = "import os; print(os.getcwd()); print(os.environ['MLOPS_DRIFT_FEATURES'])"
     # `;` and `$HOME` would mean something to a shell; here they are plain argument text.
@@ -28,6 +29,7 @@ def test_hook_runs_in_the_directory_without_a_shell(tmp_path: Path) -> None:
     assert result.output.splitlines() == [str(tmp_path), "a,b"]
 
 
+@pytest.mark.slow  # starts real processes
 def test_hook_failure_and_missing_program(tmp_path: Path) -> None:
     failed = hook.run(f"{PY} -c 'import sys; print(\"boom\"); sys.exit(5)'", tmp_path)
     assert not failed.ok and failed.exit_code == 5
@@ -37,6 +39,7 @@ def test_hook_failure_and_missing_program(tmp_path: Path) -> None:
     assert missing.error.startswith("cannot start '/nonexistent/retrain'")
 
 
+@pytest.mark.slow  # starts real processes
 def test_hook_timeout_kills_the_process_group(tmp_path: Path) -> None:
     # The child starts a grandchild that would outlive it; both must go.
     code = (
@@ -49,6 +52,7 @@ def test_hook_timeout_kills_the_process_group(tmp_path: Path) -> None:
     assert "started" in result.output
 
 
+@pytest.mark.slow  # starts real processes
 def test_hook_output_is_bounded(tmp_path: Path) -> None:
     result = hook.run(f"{PY} -c 'print(\"x\" * 100000)'", tmp_path)
     assert result.ok and len(result.output) == hook.OUTPUT_LIMIT
