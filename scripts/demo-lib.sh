@@ -8,7 +8,7 @@ PORT="${DEMO_PORT:-8480}"
 NAME=fraud-scorer
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-mlops() { "$PY" -m mlops.cli -C "$DEMO" "$@"; }
+mlops() { "$PY" -c 'from mlops.cli import main; main()' -C "$DEMO" "$@"; }
 
 baseline() {  # the accuracy examples/train.py measured for a version
   "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["value"])' \

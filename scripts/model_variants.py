@@ -87,9 +87,9 @@ def erroring(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def write(kind: str, source: Path, target: Path) -> Path:
+def write(kind: str, source: Path, target: Path, *, layers: int = 8) -> Path:
     model = onnx.load(str(source))
-    changed = {"slow": slow, "erroring": erroring}[kind](model)
+    changed = slow(model, layers=layers) if kind == "slow" else erroring(model)
     onnx.checker.check_model(changed)
     target.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(changed, str(target))
@@ -101,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("kind", choices=["slow", "erroring"])
     parser.add_argument("source", type=Path)
     parser.add_argument("target", type=Path)
+    parser.add_argument("--layers", type=int, default=8, help="slow: MatMul layers (~0.6 ms each)")
     args = parser.parse_args(argv)
-    print(write(args.kind, args.source, args.target))
+    print(write(args.kind, args.source, args.target, layers=args.layers))
     return 0
 
 

@@ -106,6 +106,7 @@ class RolloutRecorder(hooks.Hook):
     def __init__(self, state_dir: Path, run_id: str) -> None:
         self.state_dir = state_dir
         self.run_id = run_id
+        self.touched: set[str] = set()
 
     def _update(self, model: str, **changes: Any) -> None:
         record = read_rollout(self.state_dir, model) or {"model": model, "gates": []}
@@ -176,10 +177,16 @@ class RolloutRecorder(hooks.Hook):
 
     def on_action_end(self, action: plan_types.Action, outcome: str, detail: str = "") -> None:
         model = core.Address(action.address).model
+        self.touched.add(model)
         if outcome == "failed":
             self._update(model, status="failed", reason=detail)
-        elif action.kind is plan_types.ActionKind.PROMOTE and outcome in ("done", "noop"):
-            self._update(model, status="completed", step=None, reason=None)
+
+    def on_run_end(self, outcome: str) -> None:
+        # Models still in progress when the run ends went through every action.
+        for model in sorted(self.touched):
+            record = read_rollout(self.state_dir, model) or {}
+            if record.get("run_id") == self.run_id and record.get("status") == "in_progress":
+                self._update(model, status="completed", step=None, reason=None, action=None)
 
 
 def _now() -> str:

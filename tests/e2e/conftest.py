@@ -64,7 +64,11 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = out / "models" / f"{NAME}-1.1.0.onnx"
     for kind in ("slow", "erroring"):
         target = out / "models" / f"{NAME}-1.1.0-{kind}.onnx"
-        subprocess.run([*variants, kind, str(source), str(target)], check=True, capture_output=True)
+        # Slow enough to stand out of the noise of a busy 2-core CI machine (~30 ms/request).
+        extra = ["--layers", "48"] if kind == "slow" else []
+        subprocess.run(
+            [*variants, kind, str(source), str(target), *extra], check=True, capture_output=True
+        )
     return out
 
 
@@ -106,11 +110,12 @@ class E2EWorkspace:
         accuracy_of: str | None = None,
         steps: list[tuple[int, float]] = ((25, 3.0), (100, 0.0)),  # type: ignore[assignment]
         interval: float = 1.0,
-        gates: str = "[{metric: error_rate, max: 0.02}, {metric: latency_p99, max_increase: 1.0}]",
+        # Latency is judged loosely unless a test is about it: shared CI machines are noisy.
+        gates: str = "[{metric: error_rate, max: 0.02}, {metric: latency_p99, max_increase: 5.0}]",
         min_requests: int = 10,
         consecutive_errors: int = 3,
         keep_previous: float = 0.0,
-        p99_ms: float = 50.0,
+        p99_ms: float = 1000.0,
     ) -> Path:
         artifact = artifact or f"{NAME}-{version}.onnx"
         value = baseline(self.models, accuracy_of or version)
@@ -154,7 +159,8 @@ spec:
         return {**os.environ, "NO_COLOR": "1", "MLOPS_DEBUG": "", "PYTHONUNBUFFERED": "1"}
 
     def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "mlops.cli", "-C", str(self.root), *args]
+        entry = "from mlops.cli import main; main()"
+        return [sys.executable, "-c", entry, "-C", str(self.root), *args]
 
     def mlops(self, *args: str, expect: int | None = 0, timeout: float = CLI_TIMEOUT_S) -> Result:
         done = subprocess.run(

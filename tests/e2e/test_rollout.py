@@ -50,7 +50,7 @@ def test_slow_canary_is_rolled_back_by_the_p99_gate(ws: E2EWorkspace) -> None:
         steps=[(25, 6.0), (100, 0.0)],
         gates="[{metric: latency_p99, max_increase: 0.5}]",
     )
-    with RoutingWatch(ws) as watch, Load(ws, rate=100.0):
+    with RoutingWatch(ws) as watch, Load(ws, rate=50.0):
         result = ws.mlops("apply", "--auto-approve", "specs/", expect=3)
     assert "latency_p99" in result.output
     model = ws.model()
