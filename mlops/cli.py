@@ -103,7 +103,10 @@ def main(argv: list[str] | None = None) -> None:
         os.environ.get("MLOPS_DEBUG")
     )
     try:
-        cli.main(args=argv, prog_name="mlops", standalone_mode=False)
+        # Without standalone mode, click returns ctx.exit(code) as a value instead of exiting.
+        code = cli.main(args=argv, prog_name="mlops", standalone_mode=False)
+        if isinstance(code, int) and not isinstance(code, bool):
+            sys.exit(code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
