@@ -8,33 +8,14 @@ canary with an optional shadow phase, or the continuation of one in progress), o
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from mlops.core import Address
-from mlops.plan import checks, order, outside, rollout
+from mlops.plan import checks, order, outside, result, rollout, steady
 from mlops.plan import types as t
-from mlops.spec import models as spec
 from mlops.state import models as state
 
-
-@dataclass(frozen=True)
-class Desired:
-    """One spec as the diff needs it: artifact and validation as workspace-relative paths
-    (or a models:/ URI), so that the plan is portable between checkouts."""
-
-    deployment: spec.ModelDeployment
-    artifact: str
-    validation: str | None = None
-
-
-@dataclass
-class ModelResult:
-    actions: list[t.Action] = field(default_factory=list)
-    rollback: dict[str, list[t.Action]] = field(default_factory=dict)
-    estimate: t.Estimate | None = None
-    change: t.ModelChange | None = None
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+Desired = result.Desired
+ModelResult = result.ModelResult
 
 
 def diff(
@@ -125,10 +106,13 @@ def plan_model(item: Desired, live: state.LiveState) -> ModelResult:
     found = [p for p in problems if p]
     if found:
         return ModelResult(errors=found)
-    runtime = live.runtime.get(name) if live.runtime_reachable else None
+    # None means "runtime not reachable"; a reachable runtime without the model is empty.
+    runtime = None
+    if live.runtime_reachable:
+        runtime = live.runtime.get(name) or state.RuntimeModel(name=name)
     seq = order.Sequence(name=name, stable=stable)
     if model.version == stable:
-        return rollout.steady(item, registry, runtime, seq)
+        return steady.steady(item, registry, runtime, seq)
     return rollout.new_version(item, registry, runtime, seq, live.traffic_rate.get(name))
 
 

@@ -12,12 +12,15 @@ WARMUP_REQUESTS = 2
 DEFAULT_P99_INCREASE = 0.20
 
 
-def engine_settings(deployment: spec.ModelDeployment) -> dict[str, Any]:
-    """settings.json for the engine (docs/engine.md) from the spec."""
+def engine_settings(
+    deployment: spec.ModelDeployment, signature: spec.Signature | None = None
+) -> dict[str, Any]:
+    """settings.json for the engine (docs/engine.md) from the spec; `signature` overrides the
+    spec's for another version of the same model (the stable one, reloaded for a canary)."""
     model = deployment.spec.model
     batching = deployment.spec.serving.batching
     return {
-        "signature": model.signature.model_dump(mode="json"),
+        "signature": (signature or model.signature).model_dump(mode="json"),
         "batching": batching.model_dump(mode="json", exclude_none=True),
         "warmup": {"requests": WARMUP_REQUESTS},
     }

@@ -1,120 +1,41 @@
-"""Per-model action sequences: keep a stable version right, or roll a new version out."""
+"""A new version for a model: register, verify, test, load, then shadow/canary/immediate."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mlops.core import Address
-from mlops.plan import order, outside, payloads
+from mlops.plan import order, payloads, result
 from mlops.plan import types as t
 from mlops.spec import models as spec
 from mlops.state import models as state
-
-if TYPE_CHECKING:
-    from mlops.plan.diff import Desired, ModelResult
 
 K = t.ActionKind
 S = t.ChangeSymbol
 
 
-def steady(
-    item: Desired,
-    registry: state.RegistryModel,
-    runtime: state.RuntimeModel | None,
-    seq: order.Sequence,
-) -> ModelResult:
-    """The spec names the stable version: restore what drifted, update config in place."""
-    from mlops.plan.diff import ModelResult
-
-    deployment = item.deployment
-    name, version = deployment.name, deployment.spec.model.version
-    result = ModelResult()
-    reasons: list[str] = []
-    canary = registry.canary
-    reset = False
-    if canary and canary != version:
-        result.warnings.append(
-            f"{name}: the rollout of {canary} in progress is abandoned: the spec names the "
-            f"stable version {version}"
-        )
-        reasons.append(f"abandon the rollout of {canary}")
-        reset = _retire_candidate(
-            seq, runtime, canary, version, "the spec names the stable version"
-        )
-        seq.add(
-            K.PROMOTE,
-            Address.deployment(name),
-            S.UPDATE,
-            {"aliases": {"stable": version}, "clear": ["canary"]},
-            before={"aliases": dict(registry.aliases)},
-            reason=f"clear the canary alias of the abandoned {canary}",
-        )
-    loaded = runtime is not None and version in runtime.loaded
-    if not loaded:
-        why = "the runtime is not running" if runtime is None else "it is not loaded"
-        reasons.append(f"load the stable version ({why})")
-        _load(seq, deployment, reason=f"stable version {version} is not serving: {why}")
-    if not loaded or (_off_target(runtime, version) and not reset):
-        before = _traffic_before(runtime)
-        seq.add(
-            K.SET_TRAFFIC,
-            Address.traffic(name),
-            S.UPDATE if before else S.CREATE,
-            {"weights": {version: 100}, "shadow": None},
-            before=before,
-            reason=f"all traffic to the stable version {version}",
-        )
-        if loaded:
-            reasons.append("restore 100% of traffic to the stable version")
-    if loaded and runtime is not None:
-        update = _config_update(deployment, runtime)
-        if update is not None:
-            reasons.append("update batching/replicas in place")
-            seq.add(
-                K.UPDATE_CONFIG,
-                Address.version(name, version),
-                S.UPDATE,
-                update[1],
-                before=update[0],
-                reason="config-only change: applied in place, no new version",
-            )
-    if seq.actions:
-        result.actions, result.rollback = seq.actions, seq.rollback
-        result.change = t.ModelChange(
-            name=name,
-            symbol=S.UPDATE,
-            from_version=version,
-            to_version=version,
-            strategy="config" if reasons == ["update batching/replicas in place"] else "restore",
-            reason="; ".join(reasons),
-        )
-    return result
-
-
 def new_version(
-    item: Desired,
+    item: result.Desired,
     registry: state.RegistryModel,
     runtime: state.RuntimeModel | None,
     seq: order.Sequence,
     rate: float | None,
-) -> ModelResult:
+) -> result.ModelResult:
     """Register, verify, test, load, then shadow/canary/immediate, promote, retire."""
-    from mlops.plan.diff import ModelResult
-
     deployment = item.deployment
     name, model = deployment.name, deployment.spec.model
     version, stable = model.version, seq.stable
     rollout = deployment.spec.rollout
     registered = registry.versions.get(version)
-    result = ModelResult()
+    outcome = result.ModelResult()
     first = stable is None
     gated = not first and rollout.strategy is not spec.Strategy.IMMEDIATE
     in_progress = registry.canary == version and not first
     if registry.canary and registry.canary != version:
-        result.warnings.append(
+        outcome.warnings.append(
             f"{name}: the rollout of {registry.canary} in progress is superseded by {version}"
         )
-        _retire_candidate(seq, runtime, registry.canary, stable, f"superseded by {version}")
+        retire_candidate(seq, runtime, registry.canary, stable, f"superseded by {version}")
     seq.candidate = version
     loaded = runtime is not None and version in runtime.loaded
     weight = runtime.weights.get(version, 0) if runtime is not None else 0
@@ -153,7 +74,19 @@ def new_version(
             reason="accuracy and latency against the baseline before any traffic",
         )
     if not loaded:
-        _load(seq, deployment, reason="load with no traffic")
+        load(seq, deployment, reason="load with no traffic")
+    stable_loaded = stable is not None and runtime is not None and stable in runtime.loaded
+    if gated and stable is not None and not stable_loaded:
+        # A canary is compared with the stable version, which must be serving next to it.
+        previous = registry.versions.get(stable)
+        load(
+            seq,
+            deployment,
+            version=stable,
+            signature=previous.signature if previous else None,
+            reason=f"stable version {stable} is not loaded: the canary is compared with it",
+        )
+        stable_loaded = True
     if gated and not in_progress:
         seq.add(
             K.PROMOTE,
@@ -168,17 +101,17 @@ def new_version(
             seq, deployment, from_weight=weight, recheck_current=in_progress and weight > 0
         )
         requests = order.canary_requests(deployment, rate, from_weight=weight)
-        result.estimate = estimate.model_copy(update={"canary_requests": requests})
+        outcome.estimate = estimate.model_copy(update={"canary_requests": requests})
     else:
         seq.add(
             K.SET_TRAFFIC,
             Address.traffic(name),
             S.CREATE if first else S.UPDATE,
             {"weights": {version: 100}, "shadow": None},
-            before=_traffic_before(runtime),
+            before=traffic_before(runtime),
             reason="all traffic at once" if not first else "first deployment: all traffic",
         )
-        result.estimate = t.Estimate(rollout_seconds=0.0, canary_requests=None)
+        outcome.estimate = t.Estimate(rollout_seconds=0.0, canary_requests=None)
     seq.add(
         K.PROMOTE,
         Address.deployment(name),
@@ -187,7 +120,7 @@ def new_version(
         before={"aliases": dict(registry.aliases)},
         reason=f"{version} becomes the stable version",
     )
-    if stable and runtime is not None and stable in runtime.loaded:
+    if stable and stable_loaded:
         keep = rollout.keep_previous
         seq.add(
             K.RETIRE,
@@ -196,8 +129,8 @@ def new_version(
             {"semver": stable, "after_seconds": keep},
             reason=f"unload the previous version after {keep:g}s (kept for instant rollback)",
         )
-    result.actions, result.rollback = seq.actions, seq.rollback
-    result.change = t.ModelChange(
+    outcome.actions, outcome.rollback = seq.actions, seq.rollback
+    outcome.change = t.ModelChange(
         name=name,
         symbol=S.CREATE if first else S.REPLACE,
         from_version=stable,
@@ -207,7 +140,7 @@ def new_version(
         shadow_percent=rollout.shadow.percent if gated and rollout.shadow else None,
         reason=_reason(deployment, stable, first, in_progress, weight),
     )
-    return result
+    return outcome
 
 
 def _strategy(deployment: spec.ModelDeployment, first: bool) -> str:
@@ -240,22 +173,29 @@ def _reason(
     return f"{strategy} rollout from {stable} to {version}"
 
 
-def _load(seq: order.Sequence, deployment: spec.ModelDeployment, *, reason: str) -> None:
-    version = deployment.spec.model.version
+def load(
+    seq: order.Sequence,
+    deployment: spec.ModelDeployment,
+    *,
+    reason: str,
+    version: str | None = None,
+    signature: spec.Signature | None = None,
+) -> None:
+    version = version or deployment.spec.model.version
     seq.add(
         K.LOAD,
         Address.version(deployment.name, version),
         S.CREATE,
         {
             "semver": version,
-            "settings": payloads.engine_settings(deployment),
+            "settings": payloads.engine_settings(deployment, signature),
             "replicas": payloads.replicas(deployment),
         },
         reason=reason,
     )
 
 
-def _retire_candidate(
+def retire_candidate(
     seq: order.Sequence,
     runtime: state.RuntimeModel | None,
     candidate: str,
@@ -274,7 +214,7 @@ def _retire_candidate(
             Address.traffic(seq.name),
             S.UPDATE,
             {"weights": {stable: 100}, "shadow": None},
-            before=_traffic_before(runtime),
+            before=traffic_before(runtime),
             reason=f"weight of {candidate} to 0: {why}",
             tag="reset",
         )
@@ -291,39 +231,8 @@ def _retire_candidate(
     return reset
 
 
-def _traffic_before(runtime: state.RuntimeModel | None) -> dict[str, Any] | None:
+def traffic_before(runtime: state.RuntimeModel | None) -> dict[str, Any] | None:
     if runtime is None or not (runtime.weights or runtime.shadow):
         return None
     shadow = runtime.shadow.model_dump(mode="json") if runtime.shadow else None
     return {"weights": dict(runtime.weights), "shadow": shadow}
-
-
-def _off_target(runtime: state.RuntimeModel | None, version: str) -> bool:
-    return runtime is None or (
-        outside.serving_weights(runtime) != {version: 100} or runtime.shadow is not None
-    )
-
-
-def _config_update(
-    deployment: spec.ModelDeployment, runtime: state.RuntimeModel
-) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """(before, after) of an in-place update, or None. Unknown live config is not a change."""
-    version = deployment.spec.model.version
-    current: Any = runtime.config.get(version)
-    if not isinstance(current, dict):
-        current = runtime.config
-    desired = payloads.engine_settings(deployment)
-    bounds = deployment.spec.serving.replicas
-    batching_differs = "batching" in current and payloads.comparable_settings(
-        current
-    ) != payloads.comparable_settings(desired)
-    # Replicas anywhere in the declared range are fine: autoscaling moves them.
-    replicas_off = runtime.replicas > 0 and not bounds.min <= runtime.replicas <= bounds.max
-    if not (batching_differs or replicas_off):
-        return None
-    replicas = runtime.replicas if not replicas_off else payloads.replicas(deployment)
-    # Absent batching keys are the engine's defaults: show them as such, not as a change.
-    settings = {**current, **payloads.comparable_settings(current)}
-    before = {"semver": version, "settings": settings, "replicas": runtime.replicas}
-    after = {"semver": version, "settings": desired, "replicas": replicas}
-    return before, after

@@ -147,6 +147,37 @@ CASES = [
         warnings=["not reachable"],
     ),
     Case(
+        "engine-down-canary-loads-stable-first",
+        [V11],
+        ENGINE_DOWN,
+        [
+            "register",
+            "verify",
+            "conformance_test",
+            "load[1.1.0]",
+            "load[1.0.0]",
+            "promote[canary=1.1.0]",
+            *CANARY_STEPS,
+            "promote[stable=1.1.0]",
+            "retire[1.0.0]",
+        ],
+        warnings=["not reachable"],
+    ),
+    Case(
+        "engine-down-immediate-needs-no-stable",
+        [V11_IMMEDIATE],
+        ENGINE_DOWN,
+        [
+            "register",
+            "verify",
+            "conformance_test",
+            "load[1.1.0]",
+            "set_traffic[1.1.0=100]",
+            "promote[stable=1.1.0]",
+        ],
+        warnings=["not reachable"],
+    ),
+    Case(
         "weights-moved-by-hand-restored",
         [V1],
         STABLE_V1.model_copy(

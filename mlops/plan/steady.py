@@ -1,0 +1,117 @@
+"""The spec names the stable version: restore what drifted, update config in place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlops.core import Address
+from mlops.plan import order, outside, payloads, result, rollout
+from mlops.plan import types as t
+from mlops.spec import models as spec
+from mlops.state import models as state
+
+K = t.ActionKind
+S = t.ChangeSymbol
+
+
+def steady(
+    item: result.Desired,
+    registry: state.RegistryModel,
+    runtime: state.RuntimeModel | None,
+    seq: order.Sequence,
+) -> result.ModelResult:
+    """The spec names the stable version: restore what drifted, update config in place."""
+    deployment = item.deployment
+    name, version = deployment.name, deployment.spec.model.version
+    outcome = result.ModelResult()
+    reasons: list[str] = []
+    canary = registry.canary
+    reset = False
+    if canary and canary != version:
+        outcome.warnings.append(
+            f"{name}: the rollout of {canary} in progress is abandoned: the spec names the "
+            f"stable version {version}"
+        )
+        reasons.append(f"abandon the rollout of {canary}")
+        reset = rollout.retire_candidate(
+            seq, runtime, canary, version, "the spec names the stable version"
+        )
+        seq.add(
+            K.PROMOTE,
+            Address.deployment(name),
+            S.UPDATE,
+            {"aliases": {"stable": version}, "clear": ["canary"]},
+            before={"aliases": dict(registry.aliases)},
+            reason=f"clear the canary alias of the abandoned {canary}",
+        )
+    loaded = runtime is not None and version in runtime.loaded
+    if not loaded:
+        why = "the runtime is not running" if runtime is None else "it is not loaded"
+        reasons.append(f"load the stable version ({why})")
+        rollout.load(seq, deployment, reason=f"stable version {version} is not serving: {why}")
+    if not loaded or (_off_target(runtime, version) and not reset):
+        before = rollout.traffic_before(runtime)
+        seq.add(
+            K.SET_TRAFFIC,
+            Address.traffic(name),
+            S.UPDATE if before else S.CREATE,
+            {"weights": {version: 100}, "shadow": None},
+            before=before,
+            reason=f"all traffic to the stable version {version}",
+        )
+        if loaded:
+            reasons.append("restore 100% of traffic to the stable version")
+    if loaded and runtime is not None:
+        update = _config_update(deployment, runtime)
+        if update is not None:
+            reasons.append("update batching/replicas in place")
+            seq.add(
+                K.UPDATE_CONFIG,
+                Address.version(name, version),
+                S.UPDATE,
+                update[1],
+                before=update[0],
+                reason="config-only change: applied in place, no new version",
+            )
+    if seq.actions:
+        outcome.actions, outcome.rollback = seq.actions, seq.rollback
+        outcome.change = t.ModelChange(
+            name=name,
+            symbol=S.UPDATE,
+            from_version=version,
+            to_version=version,
+            strategy="config" if reasons == ["update batching/replicas in place"] else "restore",
+            reason="; ".join(reasons),
+        )
+    return outcome
+
+
+def _off_target(runtime: state.RuntimeModel | None, version: str) -> bool:
+    return runtime is None or (
+        outside.serving_weights(runtime) != {version: 100} or runtime.shadow is not None
+    )
+
+
+def _config_update(
+    deployment: spec.ModelDeployment, runtime: state.RuntimeModel
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(before, after) of an in-place update, or None. Unknown live config is not a change."""
+    version = deployment.spec.model.version
+    current: Any = runtime.config.get(version)
+    if not isinstance(current, dict):
+        current = runtime.config
+    desired = payloads.engine_settings(deployment)
+    bounds = deployment.spec.serving.replicas
+    batching_differs = "batching" in current and payloads.comparable_settings(
+        current
+    ) != payloads.comparable_settings(desired)
+    # Replicas anywhere in the declared range are fine: autoscaling moves them.
+    replicas_off = runtime.replicas > 0 and not bounds.min <= runtime.replicas <= bounds.max
+    if not (batching_differs or replicas_off):
+        return None
+    replicas = runtime.replicas if not replicas_off else payloads.replicas(deployment)
+    # Absent batching keys are the engine's defaults: show them as such, not as a change.
+    settings = {**current, **payloads.comparable_settings(current)}
+    before = {"semver": version, "settings": settings, "replicas": runtime.replicas}
+    after = {"semver": version, "settings": desired, "replicas": replicas}
+    return before, after
