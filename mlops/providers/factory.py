@@ -19,6 +19,10 @@ def runtime(ws: ws_mod.Workspace) -> base.Runtime:
     """The serving runtime of the workspace's target (local: the mlops engine)."""
     from mlops import errors
 
+    if ws.config.target == "kubernetes":
+        from mlops.providers import kubernetes
+
+        return kubernetes.KubernetesRuntime(ws)
     if ws.config.target != "local":
         raise errors.ConfigError(f"target {ws.config.target!r} has no runtime provider yet")
     from mlops.providers import local_runtime

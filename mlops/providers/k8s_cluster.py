@@ -1,0 +1,161 @@
+"""The one place that talks to a Kubernetes API server: server-side apply, list, get, delete.
+
+Built on the official client's `DynamicClient`, so core kinds and the Gateway API CRDs go
+through the same calls. The connection is made on first use (kubeconfig context, or the
+in-cluster service account), never at import or construction.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Protocol
+
+from mlops import errors
+
+Obj = dict[str, Any]
+FIELD_MANAGER = "mlops"
+
+
+class Cluster(Protocol):
+    def apply(self, obj: Obj) -> Obj:
+        """Server-side apply of a whole object (mlops owns every field it sends)."""
+        ...
+
+    def list(self, api_version: str, kind: str, selector: str) -> list[Obj]: ...
+
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> Obj | None: ...
+
+    def delete(self, api_version: str, kind: str, name: str) -> None:
+        """Idempotent: a missing object is not an error."""
+        ...
+
+    def reachable(self) -> bool: ...
+
+
+class DynamicCluster:
+    def __init__(self, context: str | None, namespace: str) -> None:
+        self.context = context
+        self.namespace = namespace
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
+
+    def _connect(self) -> Any:
+        from kubernetes import client, config, dynamic
+
+        # The client's functions are untyped: go through Any.
+        new_client: Any = config.new_client_from_config
+        in_cluster: Any = config.load_incluster_config
+        dynamic_client: Any = dynamic.DynamicClient
+
+        try:
+            api = new_client(context=self.context, persist_config=False)
+        except (config.ConfigException, OSError) as exc:
+            if self.context is not None or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+                where = f"context {self.context!r}" if self.context else "the current context"
+                raise errors.ConfigError(f"kubeconfig: cannot use {where}: {exc}") from None
+            configuration = client.Configuration()
+            in_cluster(client_configuration=configuration)
+            api = client.ApiClient(configuration)
+        return dynamic_client(api)
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        from kubernetes.dynamic import exceptions
+
+        try:
+            return self.client.resources.get(api_version=api_version, kind=kind)
+        except exceptions.ResourceNotFoundError:
+            hint = " (install the Gateway API CRDs)" if "gateway" in api_version else ""
+            raise errors.ConfigError(
+                f"the cluster does not serve {kind} {api_version}{hint}"
+            ) from None
+        except Exception as exc:
+            raise _translate(exc, f"discover {kind}") from None
+
+    def apply(self, obj: Obj) -> Obj:
+        resource = self._resource(obj["apiVersion"], obj["kind"])
+        try:
+            live = self.client.server_side_apply(
+                resource, body=obj, namespace=self.namespace, field_manager=FIELD_MANAGER,
+                force_conflicts=True, query_params=[("fieldValidation", "Strict")],
+            )  # fmt: skip
+        except Exception as exc:
+            raise _translate(exc, f"apply {obj['kind']}/{obj['metadata']['name']}") from None
+        result: Obj = live.to_dict()
+        return result
+
+    def list(self, api_version: str, kind: str, selector: str) -> list[Obj]:
+        resource = self._resource(api_version, kind)
+        try:
+            found = resource.get(namespace=self.namespace, label_selector=selector)
+        except Exception as exc:
+            raise _translate(exc, f"list {kind}") from None
+        return [item.to_dict() for item in found.items]
+
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> Obj | None:
+        from kubernetes.dynamic import exceptions
+
+        resource = self._resource(api_version, kind)
+        try:
+            found = resource.get(name=name, namespace=namespace or self.namespace)
+        except exceptions.NotFoundError:
+            return None
+        except Exception as exc:
+            raise _translate(exc, f"get {kind}/{name}") from None
+        result: Obj = found.to_dict()
+        return result
+
+    def delete(self, api_version: str, kind: str, name: str) -> None:
+        from kubernetes.dynamic import exceptions
+
+        resource = self._resource(api_version, kind)
+        try:
+            resource.delete(name=name, namespace=self.namespace, propagation_policy="Foreground")
+        except exceptions.NotFoundError:
+            return
+        except Exception as exc:
+            raise _translate(exc, f"delete {kind}/{name}") from None
+
+    def reachable(self) -> bool:
+        try:
+            self.client.request("get", "/version")
+        except errors.ConfigError:
+            raise
+        except Exception:
+            return False
+        return True
+
+
+def _translate(exc: Exception, doing: str) -> errors.MlopsError:
+    """API errors say whether retrying helps: 409/5xx/429 and network errors may pass."""
+    from kubernetes.dynamic import exceptions
+
+    if isinstance(exc, errors.MlopsError):
+        return exc
+    if isinstance(exc, exceptions.DynamicApiError):
+        status = int(exc.status or 0)
+        message = f"kubernetes: {doing}: {status} {_reason(exc)}"
+        if status in (409, 429) or status >= 500:
+            return errors.TransientError(message)
+        if status in (401, 403):
+            return errors.ConfigError(message + " (check the kubeconfig user's permissions)")
+        return errors.PermanentError(message)
+    return errors.TransientError(f"kubernetes: {doing}: cannot reach the API server ({exc})")
+
+
+def _reason(exc: Any) -> str:
+    import json
+
+    try:
+        body = json.loads(exc.body)
+        return str(body.get("message") or exc.reason)
+    except (TypeError, ValueError, AttributeError):
+        return str(exc.reason)

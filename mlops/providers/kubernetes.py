@@ -1,0 +1,343 @@
+"""The kubernetes target's Runtime: one Deployment per model version, traffic by HTTPRoute.
+
+Objects come from `k8s_manifests`/`k8s_route` (pure) and go out through a `Cluster`
+(server-side apply). `render_manifests` runs the same builders without a cluster, so
+`mlops manifests` shows exactly what `apply` would send. Pods fetch the artifact from the
+registry themselves and check its sha256, so the local `artifact` path given to `load` is not
+uploaded anywhere: the registry must be one the cluster reaches (a shared MLflow server).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from mlops import errors
+from mlops import workspace as workspace_
+from mlops.plan import payloads
+from mlops.providers import base, k8s_cluster, k8s_route
+from mlops.providers import k8s_manifests as m
+from mlops.spec import models as spec
+from mlops.state import models as state
+
+APPS, ROUTES = "apps/v1", f"{m.GATEWAY_GROUP}/v1"
+# Environment knobs for what mlops.yaml has no key for yet (see docs/kubernetes.md).
+ENV = "MLOPS_K8S_"
+
+
+def options_for(ws: workspace_.Workspace, env: Mapping[str, str] | None = None) -> m.Options:
+    """Options from mlops.yaml `kubernetes` (context, namespace, gateway_ref) and MLOPS_K8S_*."""
+    env = os.environ if env is None else env
+    config = ws.config.kubernetes
+    registry = env.get(f"{ENV}REGISTRY_URI") or ws.config.registry_uri or ""
+    digest = env.get(f"{ENV}ENGINE_DIGEST") or None
+    hosts = tuple(h for h in env.get(f"{ENV}HOSTNAMES", "").split(",") if h)
+    engine = env.get(f"{ENV}ENGINE", "triton")
+    if engine not in ("triton", "mlops"):
+        raise errors.ConfigError(f"{ENV}ENGINE must be 'triton' or 'mlops', not {engine!r}")
+    defaults = m.Options()
+    return m.Options(
+        namespace=config.namespace,
+        gateway=m.GatewayRef.parse(config.gateway_ref) if config.gateway_ref else None,
+        engine="triton" if engine == "triton" else "mlops",
+        triton_image=env.get(f"{ENV}TRITON_IMAGE") or defaults.triton_image,
+        engine_image=env.get(f"{ENV}ENGINE_IMAGE") or defaults.engine_image,
+        engine_digest=digest,
+        fetch_image=env.get(f"{ENV}FETCH_IMAGE") or defaults.fetch_image,
+        registry_uri=registry or defaults.registry_uri,
+        accelerator_label=env.get(f"{ENV}ACCELERATOR_LABEL") or defaults.accelerator_label,
+        hostnames=hosts,
+    )
+
+
+def version_input(
+    deployment: spec.ModelDeployment,
+    version: state.RegistryVersion,
+    settings: Mapping[str, Any] | None = None,
+) -> m.VersionInput:
+    """What one version's objects are built from: the registered version (integer version,
+    sha256), the plan's engine settings (signature, batching) and the spec's serving."""
+    from mlops.providers import triton
+
+    return m.VersionInput(
+        name=version.name,
+        semver=version.semver,
+        model_version=triton.version_number(version.registry_version),
+        sha256=version.sha256,
+        settings=dict(settings if settings is not None else payloads.engine_settings(deployment)),
+        serving=deployment.spec.serving,
+    )
+
+
+def render_manifests(
+    deployment: spec.ModelDeployment,
+    version: state.RegistryVersion,
+    options: m.Options,
+    *,
+    weights: Mapping[str, int] | None = None,
+    shadow: state.ShadowRoute | None = None,
+) -> list[m.Obj]:
+    """Every object for one version plus the model's route (default: all traffic to it)."""
+    item = version_input(deployment, version)
+    objects = m.version_objects(item, options)
+    route = k8s_route.build_route(
+        item.name,
+        {item.semver: 100} if weights is None else weights,
+        shadow,
+        {item.semver: item.model_version},
+        options,
+    )
+    return [*objects, *([route] if route else [])]
+
+
+def to_yaml(objects: Sequence[m.Obj]) -> str:
+    return yaml.safe_dump_all(list(objects), sort_keys=False, default_flow_style=False, width=100)
+
+
+class KubernetesRuntime:
+    """Runtime Protocol over a cluster. `cluster` and `registry` default to the workspace's
+    (kubeconfig context, MLflow registry), both created on first use."""
+
+    def __init__(
+        self,
+        workspace: workspace_.Workspace,
+        *,
+        options: m.Options | None = None,
+        cluster: k8s_cluster.Cluster | None = None,
+        registry: base.Registry | None = None,
+        ready_timeout: float = 900.0,
+        poll_seconds: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.workspace = workspace
+        self.options = options or options_for(workspace)
+        self._cluster = cluster
+        self._registry = registry
+        self.ready_timeout, self.poll_seconds, self.sleep = ready_timeout, poll_seconds, sleep
+
+    @property
+    def cluster(self) -> k8s_cluster.Cluster:
+        if self._cluster is None:
+            context = self.workspace.config.kubernetes.context
+            self._cluster = k8s_cluster.DynamicCluster(context, self.options.namespace)
+        return self._cluster
+
+    @property
+    def registry(self) -> base.Registry:
+        if self._registry is None:
+            from mlops.providers import factory
+
+            self._registry = factory.registry(self.workspace)
+        return self._registry
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def reachable(self) -> bool:
+        return self.cluster.reachable()
+
+    def inference_url(self) -> str:
+        gateway = self.options.gateway
+        if gateway is None:
+            raise errors.ConfigError("set kubernetes.gateway_ref in mlops.yaml to reach models")
+        live = self.cluster.get(ROUTES, "Gateway", gateway.name, gateway.namespace)
+        addresses = ((live or {}).get("status") or {}).get("addresses") or []
+        if not addresses:
+            raise errors.TransientError(f"gateway {gateway.name} has no address yet")
+        return f"http://{addresses[0]['value']}"
+
+    def refresh(self, names: Sequence[str] | None = None) -> dict[str, state.RuntimeModel]:
+        """One list call per kind (Deployments, HTTPRoutes), filtered by label."""
+        deployments = self._deployments()
+        routes = self.cluster.list(ROUTES, "HTTPRoute", f"{m.SELECTOR},{m.COMPONENT}={m.TRAFFIC}")
+        services = {d["metadata"]["name"]: _semver(d) for d in deployments}
+        models: dict[str, dict[str, Any]] = {}
+        for item in deployments:
+            model = item["metadata"]["labels"][m.NAME]
+            entry = models.setdefault(model, {"loaded": {}, "config": {}, "replicas": []})
+            entry["loaded"][_semver(item)] = "ready" if _available(item) else "loading"
+            entry["config"][_semver(item)] = _annotation_json(item, "settings")
+            entry["replicas"].append(item)
+        for route in routes:
+            model = route["metadata"]["labels"][m.NAME]
+            weights, shadow, generation = k8s_route.read_route(route, services)
+            entry = models.setdefault(model, {"loaded": {}, "config": {}, "replicas": []})
+            entry |= {"weights": weights, "shadow": shadow, "generation": generation}
+        wanted = set(names) if names is not None else set(models)
+        return {
+            name: state.RuntimeModel(
+                name=name,
+                loaded=entry["loaded"],
+                weights=entry.get("weights", {}),
+                shadow=entry.get("shadow"),
+                generation=entry.get("generation", 0),
+                replicas=max((_replicas(d)[0] for d in entry["replicas"]), default=0),
+                replicas_alive=min((_replicas(d)[1] for d in entry["replicas"]), default=0),
+                config=entry["config"],
+            )
+            for name, entry in sorted(models.items())
+            if name in wanted
+        }
+
+    # -- changes -------------------------------------------------------------------------------
+
+    def ensure_running(self, replicas: int) -> None:
+        """Nothing to start: each version's Deployment carries its own replica count."""
+
+    def manifests_for(self, name: str, semver: str, settings: Mapping[str, Any]) -> list[m.Obj]:
+        """The objects `load` applies for one version (the route is applied separately)."""
+        version = self.registry.get_version(name, semver)
+        if version is None:
+            raise errors.RegistryError(f"{name}@{semver} is not registered")
+        return m.version_objects(
+            version_input(self._spec(name, version), version, settings), self.options
+        )
+
+    def load(self, name: str, semver: str, artifact: Any, settings: Mapping[str, Any]) -> None:
+        """Apply the version's objects, wait until its Deployment is available, then add its
+        pinned-version rule to the route (no weight)."""
+        self._check_registry()
+        for obj in self.manifests_for(name, semver, settings):
+            self.cluster.apply(obj)
+        self._wait_available(name, semver)
+        live = self.refresh([name]).get(name) or state.RuntimeModel(name=name)
+        self._apply_route(name, live.weights, live.shadow)
+
+    def unload(self, name: str, semver: str) -> None:
+        """Refused while the version takes traffic; otherwise drop its rule and its objects."""
+        live = self.refresh([name]).get(name) or state.RuntimeModel(name=name)
+        if live.weights.get(semver) or (live.shadow and live.shadow.version == semver):
+            raise errors.PermanentError(f"{name}@{semver} still receives traffic: move it first")
+        if semver in live.loaded:
+            self._apply_route(name, live.weights, live.shadow, drop=semver)
+        workload = m.workload_name(name, semver)
+        for api_version, kind, object_name in (
+            ("autoscaling/v2", "HorizontalPodAutoscaler", workload),
+            ("v1", "Service", workload),
+            (APPS, "Deployment", workload),
+            ("v1", "ConfigMap", f"{workload}-config"),
+        ):
+            self.cluster.delete(api_version, kind, object_name)
+
+    def set_traffic(
+        self, name: str, weights: Mapping[str, int], shadow: state.ShadowRoute | None
+    ) -> int:
+        """Apply the route and return its generation once the gateway has accepted it."""
+        return self._apply_route(name, weights, shadow)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _deployments(self) -> list[m.Obj]:
+        return self.cluster.list(APPS, "Deployment", f"{m.SELECTOR},{m.COMPONENT}={m.SERVER}")
+
+    def _apply_route(
+        self,
+        name: str,
+        weights: Mapping[str, int],
+        shadow: state.ShadowRoute | None,
+        drop: str | None = None,
+    ) -> int:
+        loaded = {
+            _semver(d): int(d["metadata"]["annotations"][f"{m.ANNOTATION}model-version"])
+            for d in self._deployments()
+            if d["metadata"]["labels"][m.NAME] == name and _semver(d) != drop
+        }
+        route = k8s_route.build_route(name, weights, shadow, loaded, self.options)
+        if route is None:
+            self.cluster.delete(ROUTES, "HTTPRoute", k8s_route.route_name(name))
+            return 0
+        live = self.cluster.apply(route)
+        services = {m.workload_name(name, v): v for v in loaded}
+        got_weights, got_shadow, generation = k8s_route.read_route(live, services)
+        if got_weights != dict(weights) or got_shadow != shadow:
+            raise errors.TransientError(f"route {name} did not read back as applied")
+        if self.options.gateway is not None:
+            self._wait_accepted(name, generation)
+        return generation
+
+    def _wait_accepted(self, name: str, generation: int) -> None:
+        """Bounded wait for the gateway controller to accept this generation of the route."""
+        deadline = time.monotonic() + min(self.ready_timeout, 120.0)
+        while True:
+            live = self.cluster.get(ROUTES, "HTTPRoute", k8s_route.route_name(name)) or {}
+            for parent in (live.get("status") or {}).get("parents") or []:
+                for cond in parent.get("conditions") or []:
+                    if cond.get("type") != "Accepted":
+                        continue
+                    if int(cond.get("observedGeneration") or 0) < generation:
+                        continue
+                    if cond.get("status") == "True":
+                        return
+                    raise errors.PermanentError(
+                        f"gateway refused route {name}: {cond.get('reason')}: {cond.get('message')}"
+                    )
+            if time.monotonic() >= deadline:
+                raise errors.TransientError(f"gateway did not accept route {name} in time")
+            self.sleep(self.poll_seconds)
+
+    def _wait_available(self, name: str, semver: str) -> None:
+        workload = m.workload_name(name, semver)
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            live = self.cluster.get(APPS, "Deployment", workload)
+            if live is not None and _available(live):
+                return
+            if time.monotonic() >= deadline:
+                raise errors.TransientError(
+                    f"{name}@{semver}: Deployment {workload} is not available"
+                )
+            self.sleep(self.poll_seconds)
+
+    def _check_registry(self) -> None:
+        if not self.options.registry_uri.startswith(("http://", "https://", "databricks")):
+            raise errors.ConfigError(
+                "pods fetch models from the registry: set registry_uri (or MLOPS_K8S_REGISTRY_URI) "
+                "to an MLflow server the cluster reaches"
+            )
+
+    def _spec(self, name: str, version: state.RegistryVersion) -> spec.ModelDeployment:
+        """The workspace's spec of `name`, for hardware, replicas and autoscaling: serving is
+        per deployment, so a rollback target that the spec no longer names gets the same."""
+        from mlops.spec import load
+
+        try:
+            loaded = load.load_specs([self.workspace.root / "specs"], self.workspace.root)
+        except errors.SpecError:
+            loaded = []
+        for item in loaded:
+            if item.name == name:
+                return item.deployment
+        raise errors.PermanentError(f"{name}: no spec under specs/ declares its serving settings")
+
+
+def _semver(item: Mapping[str, Any]) -> str:
+    return str(item["metadata"]["annotations"][f"{m.ANNOTATION}semver"])
+
+
+def _annotation_json(item: Mapping[str, Any], key: str) -> dict[str, Any]:
+    try:
+        value = json.loads(item["metadata"]["annotations"][f"{m.ANNOTATION}{key}"])
+    except (KeyError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _replicas(item: Mapping[str, Any]) -> tuple[int, int]:
+    status = item.get("status") or {}
+    declared = (item.get("spec") or {}).get("replicas", status.get("replicas", 0))
+    return int(declared or 0), int(status.get("readyReplicas") or 0)
+
+
+def _available(item: Mapping[str, Any]) -> bool:
+    """Rolled out (the controller saw this generation) with every replica ready."""
+    status = item.get("status") or {}
+    meta_generation = int(item["metadata"].get("generation") or 0)
+    if int(status.get("observedGeneration") or 0) < meta_generation:
+        return False
+    declared, ready = _replicas(item)
+    updated = int(status.get("updatedReplicas") or 0)
+    return ready >= max(declared, 1) and updated >= max(declared, 1)
