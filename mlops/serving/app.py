@@ -7,10 +7,14 @@ and a call, which keeps the front door within reach of a bare onnxruntime handle
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from mlops.serving import admin, infer, metrics, tracing
 from mlops.serving.config import ServeConfig
@@ -28,7 +32,12 @@ _INFER_SUFFIX = "/infer"
 
 
 class Engine:
-    def __init__(self, config: ServeConfig, routing_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: ServeConfig,
+        routing_file: Path | None = None,
+        loaded_file: Path | None = None,
+    ) -> None:
         self.config = config
         self.max_body_bytes = config.max_body_bytes
         self.stats = StatsBook()
@@ -48,9 +57,35 @@ class Engine:
             metrics.EngineCollector(self.stats, self._queue_depths, lambda: self.router.generation)
         )
         self._startup: asyncio.Task[None] | None = None
+        # What this worker has loaded, so that a worker the supervisor restarts loads the same
+        # versions again (with their settings) instead of coming back empty.
+        self._loaded_file = loaded_file
 
     def _changed(self) -> None:
         self.router.rebuild()
+        if self._loaded_file is not None and not self.repository.starting:
+            doc = [
+                {"name": name, "version": v, "settings": mv.settings.raw}
+                for name, versions in self.repository.live.items()
+                for v, mv in versions.items()
+            ]
+            tmp = self._loaded_file.with_suffix(".tmp")
+            with contextlib.suppress(OSError):
+                tmp.write_bytes(orjson.dumps(doc))
+                os.replace(tmp, self._loaded_file)
+
+    def _remembered(self) -> list[tuple[str, str, dict[str, Any] | None]]:
+        if self._loaded_file is None:
+            return []
+        try:
+            doc = orjson.loads(self._loaded_file.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return []
+        return [
+            (str(e["name"]), str(e["version"]), e.get("settings"))
+            for e in doc
+            if isinstance(e, dict) and "name" in e and "version" in e
+        ]
 
     def _queue_depths(self) -> dict[tuple[str, str], int]:
         return {
@@ -81,14 +116,17 @@ class Engine:
         return versions
 
     async def _load_all(self) -> None:
+        remembered = self._remembered()
+        todo = remembered or [(n, v, None) for n, v in self.repository.on_disk()]
         try:
-            for name, version in self.repository.on_disk():
+            for name, version, settings in todo:
                 try:
-                    await self.repository.load(name, version, None)
+                    await self.repository.load(name, version, settings)
                 except ServingError as exc:
                     log.warning("%s", exc.message)
         finally:
             self.repository.starting = False
+            self._changed()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -128,7 +166,7 @@ class Engine:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                if self.config.load_all:
+                if self.config.load_all or self._remembered():
                     self._startup = asyncio.create_task(self._load_all())
                 else:
                     self.repository.starting = False

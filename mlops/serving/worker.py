@@ -85,7 +85,11 @@ async def _serve(config: ServeConfig, index: int) -> None:
             ) from None
     server = uvicorn.Server(
         uvicorn.Config(
-            Engine(config, routing_file=config.state_dir / f"routing-{index}.json"),
+            Engine(
+                config,
+                routing_file=config.state_dir / f"routing-{index}.json",
+                loaded_file=config.state_dir / f"loaded-{index}.json",
+            ),
             http="httptools",
             loop="none",  # already running on uvloop
             lifespan="on",

@@ -131,3 +131,58 @@ def test_serve_help_has_an_example_and_mlops_help_stays_light() -> None:
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+
+
+@pytest.mark.slow
+def test_a_restarted_worker_comes_back_with_its_versions_and_table(tmp_path: Path) -> None:
+    repo, state = tmp_path / "repo", tmp_path / "state"
+    for i, version in enumerate(("1.0.0", "1.1.0")):
+        fixtures.write_version(
+            repo, "m", version, fixtures.classifier_bytes(i), fixtures.classifier_settings()
+        )
+    port, admin = free_port(), free_port()
+    while admin + 1 == port or not _free(admin + 1):
+        admin = free_port()
+    # Two replicas: with one, the worker runs inside the command and has no supervisor.
+    command = [
+        *MLOPS, "serve", "--repository", str(repo), "--port", str(port), "--replicas", "2",
+        "--admin-port", str(admin), "--state-dir", str(state), "--no-load-all",
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{admin}"
+    table = {"weights": {"1.0.0": 100, "1.1.0": 0}, "generation": 9}
+    try:
+        _wait(lambda: all((state / f"worker-{i}.json").exists() for i in (0, 1)))
+        for admin_url in (url, f"http://127.0.0.1:{admin + 1}"):
+            for version in ("1.0.0", "1.1.0"):
+                load = {"parameters": {"version": version}}
+                response = httpx.post(
+                    f"{admin_url}/v2/repository/models/m/load", json=load, timeout=60
+                )
+                assert response.is_success, response.text
+            assert httpx.put(f"{admin_url}/v2/routing/m", json=table).status_code == 200
+        old_pid = json.loads((state / "worker-0.json").read_text())["pid"]
+        os.kill(old_pid, signal.SIGKILL)
+
+        def restarted() -> bool:
+            doc = json.loads((state / "worker-0.json").read_text())
+            ready = httpx.get(url + "/v2/health/ready").status_code == 200
+            return bool(doc["pid"] != old_pid and ready)
+
+        _wait(restarted)
+        routing = httpx.get(url + "/v2/routing").json()["models"]["m"]
+        assert routing["generation"] == 9 and routing["weights"] == table["weights"]
+        index = httpx.post(url + "/v2/repository/index", json={}).json()
+        assert {(e["version"], e["state"]) for e in index} == {
+            ("1.0.0", "READY"),
+            ("1.1.0", "READY"),
+        }
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+            served = {
+                c.post("/v2/models/m/infer", json=infer_body()).headers["x-mlops-version"]
+                for _ in range(30)
+            }
+        assert served == {"1.0.0"}  # never the unweighted canary
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
