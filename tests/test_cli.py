@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from mlops import __version__, cli
 
 REPO = Path(__file__).resolve().parents[1]
-# The installed console script: `python -m mlops.cli` would load mlops.cli twice.
+# The installed console script, as users run it.
 MLOPS = str(Path(sys.executable).parent / "mlops")
 HEAVY = ("mlflow", "onnxruntime", "kubernetes", "tritonclient", "sklearn", "docker", "uvicorn")
 
