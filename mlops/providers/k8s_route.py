@@ -126,6 +126,9 @@ def read_route(
             mirror = item.get("requestMirror") if item.get("type") == "RequestMirror" else None
             if mirror:
                 name = mirror["backendRef"]["name"]
+                fraction = mirror.get("fraction")
                 percent = int(mirror.get("percent", 100))
+                if fraction:  # set by hand: {numerator, denominator (default 100)}
+                    percent = round(100 * fraction["numerator"] / fraction.get("denominator", 100))
                 shadow = state.ShadowRoute(version=services.get(name, name), percent=percent)
     return weights, shadow, generation

@@ -1,0 +1,196 @@
+"""Fixtures for the kubernetes target: specs written inline (CPU and GPU), registered versions,
+and validators against the official schemas (the `kubernetes` client's strict models and
+kubernetes-validate's OpenAPI JSON schemas of Kubernetes 1.30)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mlops.providers import k8s_manifests as m
+from mlops.spec import models as spec
+from mlops.state import models as state
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S_VERSION = "1.30"
+SHA = "ab" * 32
+# Where a user (or CI) points at the official Gateway API CRDs, e.g. the release's
+# standard-install.yaml; the CRD is third-party and is not copied into this repository.
+CRD_ENV = "MLOPS_GATEWAY_API_CRDS"
+
+KLASS = {
+    "ConfigMap": "V1ConfigMap",
+    "Deployment": "V1Deployment",
+    "Service": "V1Service",
+    "HorizontalPodAutoscaler": "V2HorizontalPodAutoscaler",
+}
+
+
+def deployment(
+    name: str = "fraud-scorer",
+    version: str = "2.3.1",
+    *,
+    hardware: dict[str, Any] | None = None,
+    batching: dict[str, Any] | None = None,
+    replicas: dict[str, Any] | None = None,
+    autoscaling: dict[str, Any] | None = None,
+    inputs: list[dict[str, Any]] | None = None,
+    outputs: list[dict[str, Any]] | None = None,
+) -> spec.ModelDeployment:
+    serving: dict[str, Any] = {
+        "hardware": hardware or {"cpu": 1, "memory": "1Gi", "accelerator": "none"},
+        "replicas": replicas or {"min": 1, "max": 4},
+        "batching": batching or {"max_batch_size": 32, "max_queue_delay_ms": 5},
+    }
+    if autoscaling is not None:
+        serving["autoscaling"] = autoscaling
+    return spec.ModelDeployment.model_validate(
+        {
+            "apiVersion": "mlops/v1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": name},
+            "spec": {
+                "model": {
+                    "version": version,
+                    "artifact": f"models/{name}-{version}.onnx",
+                    "signature": {
+                        "inputs": inputs or [{"name": "input", "dtype": "FP32", "shape": [-1, 30]}],
+                        "outputs": outputs
+                        or [
+                            {"name": "label", "dtype": "INT64", "shape": [-1]},
+                            {"name": "probabilities", "dtype": "FP32", "shape": [-1, 2]},
+                        ],
+                    },
+                    "baseline": {"value": 0.95, "p99_ms": 15},
+                },
+                "serving": serving,
+            },
+        }
+    )
+
+
+def cpu_spec() -> spec.ModelDeployment:
+    return deployment(autoscaling={"metric": "queue_depth", "target": 8})
+
+
+def gpu_spec() -> spec.ModelDeployment:
+    return deployment(
+        "image-tagger",
+        "1.0.0-rc.1",
+        hardware={"cpu": 4, "memory": "16Gi", "accelerator": "nvidia-t4", "count": 2},
+        batching={
+            "max_batch_size": 64,
+            "max_queue_delay_ms": 2.5,
+            "preferred_batch_sizes": [16, 32],
+        },
+        replicas={"min": 2, "max": 8},
+        autoscaling={"metric": "gpu_utilization", "target": 0.7},
+    )
+
+
+def registered(d: spec.ModelDeployment, number: int = 7) -> state.RegistryVersion:
+    model = d.spec.model
+    return state.RegistryVersion(
+        name=d.name,
+        semver=model.version,
+        registry_version=str(number),
+        sha256=SHA,
+        artifact_uri="mlflow-artifacts:/1/run/artifacts/model/model.onnx",
+        signature=model.signature,
+        baseline=model.baseline,
+    )
+
+
+def options(**overrides: Any) -> m.Options:
+    base: dict[str, Any] = {
+        "namespace": "models",
+        "gateway": m.GatewayRef(name="inference", namespace="gateways"),
+        "registry_uri": "http://mlflow.mlops.svc:5000",
+    }
+    return m.Options(**(base | overrides))
+
+
+def assert_core_valid(obj: dict[str, Any]) -> None:
+    """A core/apps/autoscaling object must pass kubernetes-validate (official OpenAPI schema,
+    strict: unknown fields refused) and deserialize into the client's model losing nothing."""
+    import kubernetes_validate
+    from kubernetes import client
+
+    kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    api = client.ApiClient()
+    klass = KLASS[obj["kind"]]
+    model = api.deserialize(json.dumps(obj), klass, "application/json")
+    assert api.sanitize_for_serialization(model) == obj
+    getattr(client, klass).model_validate(obj)  # extra="forbid" in the client's models
+
+
+def httproute_schema() -> dict[str, Any] | None:
+    """The v1 openAPIV3Schema of HTTPRoute from the official CRD file named by CRD_ENV,
+    made strict (unknown fields refused, as `fieldValidation=Strict` does)."""
+    path = os.environ.get(CRD_ENV)
+    if not path or not Path(path).is_file():
+        return None
+    for doc in yaml.safe_load_all(Path(path).read_text()):
+        if (doc or {}).get("kind") != "CustomResourceDefinition":
+            continue
+        if doc["spec"]["names"]["kind"] != "HTTPRoute":
+            continue
+        for version in doc["spec"]["versions"]:
+            if version["name"] == "v1":
+                return _strict(version["schema"]["openAPIV3Schema"])
+    return None
+
+
+def _strict(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_strict(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _strict(v) for k, v in node.items() if not k.startswith("x-kubernetes")}
+    if "properties" in out and "additionalProperties" not in out:
+        out["additionalProperties"] = False
+    if out.pop("nullable", False) and "type" in out:
+        out["type"] = [out["type"], "null"]
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """models/fraud-scorer-1.0.0.onnx from the example trainer (real skl2onnx export)."""
+    out = tmp_path_factory.mktemp("trained")
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "train.py"),
+            "--version",
+            "1.0.0",
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return out
+
+
+@pytest.fixture
+def k8s_workspace(tmp_path: Path, trained: Path) -> Path:
+    """A kubernetes-target workspace with the example spec and its artifact."""
+    root = tmp_path / "ws"
+    (root / "specs").mkdir(parents=True)
+    shutil.copytree(trained / "models", root / "models")
+    shutil.copytree(trained / "data", root / "data")
+    shutil.copy(ROOT / "specs" / "fraud-scorer.yaml", root / "specs" / "fraud-scorer.yaml")
+    (root / "mlops.yaml").write_text(
+        "target: kubernetes\nkubernetes: {namespace: models, gateway_ref: gateways/inference}\n"
+    )
+    return root
