@@ -25,6 +25,7 @@ T0 = time.perf_counter()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -78,6 +79,8 @@ def measure(ws: str) -> None:
     text = base.view("text").render(plan)
     stages["render"] = time.perf_counter() - mark
     stages["total"] = time.perf_counter() - T0
+    # CPU seconds of this process: steadier than wall time on a shared, loaded machine.
+    stages["cpu"] = time.process_time()
     assert len(plan.models) == len(loaded) and not plan.errors, plan.errors[:3]
     print(
         json.dumps(
@@ -256,6 +259,7 @@ def main() -> None:
         )
         print(f"  best of {args.runs}: " + ", ".join(f"{k} {v:.2f}s" for k, v in stages.items()))
         print(f"  whole process (median, incl. interpreter start): {statistics.median(walls):.2f}s")
+        print(f"  load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     sizes = sorted(results)
     if len(sizes) >= 2:
         small, large = sizes[0], sizes[-1]
@@ -264,7 +268,7 @@ def main() -> None:
         print(
             f"\nratio {large}/{small} models: total {b['total'] / a['total']:.2f}x, "
             f"excluding imports {(b['total'] - b['imports']) / (a['total'] - fixed):.2f}x "
-            f"(linear would be {large / small:.1f}x)"
+            f"(linear would be {large / small:.1f}x); CPU {b['cpu'] / a['cpu']:.2f}x"
         )
 
 
