@@ -62,6 +62,8 @@ class MlflowRegistry:
     def artifact_path(self, name: str, semver: str) -> Path:
         version = self._require(name, semver)
         path = self._fetch(version, tags.MODEL_FILE)
+        if onnx_artifact.sha256_file(path) != version.sha256 and self.session.remote:
+            path = self._fetch(version, tags.MODEL_FILE, fresh=True)  # a stale download
         if onnx_artifact.sha256_file(path) != version.sha256:
             raise errors.ArtifactError(
                 f"stored artifact of {name}@{semver} does not match its sha256 {version.sha256}"
@@ -69,9 +71,11 @@ class MlflowRegistry:
         return path
 
     def training_stats(self, name: str, semver: str) -> list[state.FeatureStats]:
-        version = self._require(name, semver)
         entity = self._entity(name, semver)
-        if entity is None or tags.STATS not in tags.tags_of(entity):
+        version = None if entity is None else tags.decode(entity)
+        if version is None:
+            raise errors.RegistryError(f"{name}@{semver} is not registered")
+        if tags.STATS not in tags.tags_of(entity):
             return []
         raw = self._fetch(version, tags.STATS_FILE).read_text(encoding="utf-8")
         try:
@@ -131,11 +135,11 @@ class MlflowRegistry:
                     f"{name}@{semver}: artifact sha256 is {sha256}, the spec pins {model.sha256}"
                 )
             onnx_artifact.check_signature(model.signature, onnx_artifact.signature_of(onnx_model))
-            if validation is not None:
-                self._write_stats(staged, validation, model.signature)
             existing = self._settle_existing(name, semver, sha256)
             if existing is not None:
-                return existing
+                return existing  # immutable: its statistics were recorded the first time
+            if validation is not None:
+                self._write_stats(staged, validation, model.signature)
             metadata = tags.version_tags(
                 semver, sha256, model.signature, model.baseline, validation is not None
             )
@@ -261,10 +265,15 @@ class MlflowRegistry:
             "set tag", "set_model_version_tag", version.name, version.registry_version, key, value
         )
 
-    def _fetch(self, version: state.RegistryVersion, file_name: str) -> Path:
+    def _fetch(
+        self, version: state.RegistryVersion, file_name: str, *, fresh: bool = False
+    ) -> Path:
         source = version.artifact_uri.rsplit("/", 1)[0]
         artifact_refs.check_stored_source(source, self.session.local_artifact_root)
-        return self.session.fetch(source, file_name, version.name, version.semver)
+        # Downloads are cached per MLflow version number: a semver is immutable, and a
+        # version deleted and re-made by hand gets a new number.
+        key = f"{version.name}/{version.semver}/{version.registry_version}"
+        return self.session.fetch(source, file_name, key, fresh=fresh)
 
 
 def _alive(pid: int) -> bool:

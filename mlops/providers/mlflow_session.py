@@ -198,15 +198,18 @@ class Session:
             if local is not None and self.local_artifact_root.resolve() in local.parents:
                 shutil.rmtree(local.parent, ignore_errors=True)  # the run's directory
 
-    def fetch(self, source: str, file_name: str, name: str, semver: str) -> Path:
-        """A local path to `source/file_name`, downloading it when the store is remote."""
+    def fetch(self, source: str, file_name: str, key: str, *, fresh: bool = False) -> Path:
+        """A local path to `source/file_name`; remote stores download into a cache at `key`."""
         local = _local(source)
         if local is not None:
             path = local / file_name
             if not path.is_file():
-                raise errors.RegistryError(f"artifact {path} of {name}@{semver} is missing")
+                raise errors.RegistryError(f"stored artifact {path} ({key}) is missing")
             return path
-        target = self.download_root / name / semver
+        target = self.download_root / key
+        cached = target / file_name
+        if cached.is_file() and not fresh:
+            return cached
         target.mkdir(parents=True, exist_ok=True)
         from mlflow import artifacts  # heavy: only for remote stores
 
