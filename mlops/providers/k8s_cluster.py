@@ -39,23 +39,30 @@ class DynamicCluster:
         self.context = context
         self.namespace = namespace
         self._client: Any = None
+        self._api: Any = None
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = self._connect()
+            from kubernetes import dynamic
+
+            dynamic_client: Any = dynamic.DynamicClient  # untyped library
+            self._api = self._connect()
+            self._client = dynamic_client(self._api)
         return self._client
 
     def _connect(self) -> Any:
-        from kubernetes import client, config, dynamic
+        from kubernetes import client, config
 
         # The client's functions are untyped: go through Any.
         new_client: Any = config.new_client_from_config
         in_cluster: Any = config.load_incluster_config
-        dynamic_client: Any = dynamic.DynamicClient
 
         try:
-            api = new_client(context=self.context, persist_config=False)
+            # KUBECONFIG is read here, not when the client library was imported.
+            api = new_client(
+                config_file=os.environ.get("KUBECONFIG"), context=self.context, persist_config=False
+            )
         except (config.ConfigException, OSError) as exc:
             if self.context is not None or not os.environ.get("KUBERNETES_SERVICE_HOST"):
                 where = f"context {self.context!r}" if self.context else "the current context"
@@ -63,7 +70,7 @@ class DynamicCluster:
             configuration = client.Configuration()
             in_cluster(client_configuration=configuration)
             api = client.ApiClient(configuration)
-        return dynamic_client(api)
+        return api
 
     def _resource(self, api_version: str, kind: str) -> Any:
         from kubernetes.dynamic import exceptions
@@ -125,8 +132,11 @@ class DynamicCluster:
             raise _translate(exc, f"delete {kind}/{name}") from None
 
     def reachable(self) -> bool:
+        from kubernetes import client
+
         try:
-            self.client.request("get", "/version")
+            self.client  # noqa: B018 - connects (kubeconfig errors are ConfigError)
+            client.VersionApi(self._api).get_code(_request_timeout=10)
         except errors.ConfigError:
             raise
         except Exception:

@@ -21,8 +21,15 @@ LOADED = {"2.3.1": 7, "2.4.0": 8}
 PATH = re.compile(r"^/(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})*$")
 RULE_KEYS = {"name", "matches", "filters", "backendRefs", "timeouts", "retry", "sessionPersistence"}
 REF_KEYS = {"group", "kind", "name", "namespace", "port", "weight", "filters"}
-FILTERS = {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror", "RequestRedirect",
-           "URLRewrite", "CORS", "ExtensionRef"}  # fmt: skip
+FILTERS = {
+    "RequestHeaderModifier",
+    "ResponseHeaderModifier",
+    "RequestMirror",
+    "RequestRedirect",
+    "URLRewrite",
+    "CORS",
+    "ExtensionRef",
+}
 
 
 def structural_problems(route: dict[str, Any]) -> list[str]:
