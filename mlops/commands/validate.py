@@ -52,12 +52,12 @@ def command(ctx: click.Context, paths: tuple[Path, ...], fmt: str, check_files: 
     root = Path(run.workspace).resolve() if run.workspace else workspace.find_root()
     if not root.is_dir():
         raise errors.UsageError(f"workspace {str(root)!r} is not a directory")
-    targets = list(paths) or [_display(root / "specs")]
+    targets = list(paths) or [_display(root / "specs", root)]
     problems: list[load.Problem] = []
     config = root / workspace.CONFIG_FILE
     if config.is_file():
         try:
-            load.load_workspace_config(_display(config))
+            load.load_workspace_config(_display(config, root))
         except load.ConfigProblems as exc:
             problems.extend(exc.problems)
     loaded: list[load.LoadedSpec] = []
@@ -77,12 +77,11 @@ def command(ctx: click.Context, paths: tuple[Path, ...], fmt: str, check_files: 
         raise errors.SpecError(f"{len(problems)} {noun} in {files} file(s)", every)
 
 
-def _display(path: Path) -> Path:
-    """Paths relative to the current directory read better in messages."""
-    try:
-        return Path(os.path.relpath(path))
-    except ValueError:
-        return path
+def _display(path: Path, root: Path) -> Path:
+    """Relative to the current directory when that is inside the workspace (shorter
+    messages, and load_specs reads relative paths from there), else absolute."""
+    cwd = Path.cwd().resolve()
+    return Path(os.path.relpath(path)) if cwd == root or root in cwd.parents else path
 
 
 def _text(loaded: list[load.LoadedSpec], problems: list[load.Problem]) -> None:

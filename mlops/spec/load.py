@@ -59,12 +59,14 @@ def load_specs(
 ) -> list[LoadedSpec]:
     """Load every spec under `paths` (files or directories), sorted by name.
 
-    Raises `errors.SpecError` whose `problems` lists every `Problem` found. With
-    `check_files`, artifact and validation files must also exist.
+    Relative paths are relative to the current directory when it is inside the workspace,
+    else to `workspace_root` (so `mlops -C WS validate specs/` reads WS/specs). Raises
+    `errors.SpecError` whose `problems` lists every `Problem` found. With `check_files`,
+    artifact and validation files must also exist.
     """
     found: list[Problem] = []
     loaded: list[LoadedSpec] = []
-    for file in _spec_files(paths, found):
+    for file in _spec_files(paths, workspace_root, found):
         loaded.extend(_load_file(file, workspace_root, check_files, found))
     _check_unique(loaded, found)
     if found:
@@ -110,10 +112,21 @@ def _summary(found: list[Problem]) -> str:
     return "\n".join(str(p) for p in sorted(found))
 
 
-def _spec_files(paths: Sequence[str | Path], found: list[Problem]) -> list[Path]:
+def _base_dir(root: Path) -> Path | None:
+    """Where relative PATHs start: None (the current directory) when it is inside the
+    workspace, else the workspace root, so `mlops -C WS validate specs/` means WS/specs."""
+    cwd, real_root = Path(os.path.realpath(Path.cwd())), Path(os.path.realpath(root))
+    return None if cwd == real_root or real_root in cwd.parents else real_root
+
+
+def _spec_files(paths: Sequence[str | Path], root: Path, found: list[Problem]) -> list[Path]:
     files: list[Path] = []
+    base = _base_dir(root)
     for raw in paths:
         path = Path(raw)
+        if base is not None and not path.is_absolute():
+            # Shown relative to the current directory, so each message names a real file.
+            path = Path(os.path.relpath(base / path))
         if path.is_dir():
             inside = sorted(
                 p

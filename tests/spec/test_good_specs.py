@@ -123,3 +123,30 @@ def test_spec_error_carries_every_problem(ws: Path) -> None:
     assert all(isinstance(p, load.Problem) for p in problems)
     # Other commands print the message as is: it lists every problem line.
     assert caught.value.message.splitlines() == [str(p) for p in problems]
+
+
+def test_relative_paths_start_in_the_workspace_when_run_from_outside(
+    ws: Path, run: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As `mlops -C build/demo validate specs/` from the repository root: specs/ is the
+    # workspace's, not the current directory's.
+    (ws / "specs" / "a.yaml").write_text(good("a"))
+    monkeypatch.chdir(ws.parent)
+    (ws.parent / "specs").mkdir()
+    (ws.parent / "specs" / "decoy.yaml").write_text("not: a spec\n")
+    result = run("-C", str(ws), "validate", "specs/")
+    assert result.code == 0, result.err
+    assert "ok  a 1.0.0  (ws/specs/a.yaml)" in result.out
+    assert run("-C", str(ws), "validate").code == 0
+
+
+def test_relative_paths_start_in_the_current_directory_inside_the_workspace(
+    ws: Path, run: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (ws / "specs" / "a.yaml").write_text(good("a"))
+    monkeypatch.chdir(ws / "specs")
+    result = run("validate", "a.yaml")
+    assert result.code == 0, result.err
+    assert "(a.yaml)" in result.out
+    default = run("validate")
+    assert default.code == 0 and "(a.yaml)" in default.out
