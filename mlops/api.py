@@ -369,3 +369,22 @@ def down(*, workspace: str | Path | None = None) -> dict[str, bool]:
     # Prometheus first: it would otherwise log scrape failures of the engine going away.
     stopped_prometheus = prometheus.PrometheusServer(ws).stop()
     return {"engine": engine_process.EngineProcess(ws).stop(), "prometheus": stopped_prometheus}
+
+
+def manifests(
+    paths: Sequence[str | Path] = (),
+    *,
+    workspace: str | Path | None = None,
+    engine: str | None = None,
+    model_version: int | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """The Kubernetes objects (and Triton config) the kubernetes target would apply, per spec."""
+    import os
+
+    from mlops import workspace as ws_mod
+    from mlops.providers import kubernetes
+
+    ws = ws_mod.open_workspace(workspace)
+    env = {**os.environ, **({"MLOPS_K8S_ENGINE": engine} if engine else {})}
+    options = kubernetes.options_for(ws, env)
+    return kubernetes.render_workspace(ws, paths, options, model_version=model_version)

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "registry": ("mlops.commands.registry", "Registry contents with metadata."),
     "serve": ("mlops.commands.serve", "Run the mlops engine in the foreground."),
     "down": ("mlops.commands.down", "Stop the local target's processes."),
+    "manifests": ("mlops.commands.manifests", "Kubernetes objects the kubernetes target applies."),
 }
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -95,8 +96,22 @@ def render_manifests(
     return [*objects, *([route] if route else [])]
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (config.pbtxt, the fetch script) as readable `|` blocks."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
 def to_yaml(objects: Sequence[m.Obj]) -> str:
-    return yaml.safe_dump_all(list(objects), sort_keys=False, default_flow_style=False, width=100)
+    return yaml.dump_all(
+        list(objects), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100
+    )
 
 
 class KubernetesRuntime:
@@ -341,3 +356,49 @@ def _available(item: Mapping[str, Any]) -> bool:
     declared, ready = _replicas(item)
     updated = int(status.get("updatedReplicas") or 0)
     return ready >= max(declared, 1) and updated >= max(declared, 1)
+
+
+def render_workspace(
+    ws: workspace_.Workspace,
+    paths: Sequence[str | Path],
+    options: m.Options,
+    *,
+    model_version: int | None = None,
+) -> dict[str, list[m.Obj]]:
+    """Objects for every spec under `paths` (default specs/), by deployment name. The integer
+    version comes from the registry; `model_version` stands in for a version not registered
+    yet (its sha256 is then the spec's pin or the artifact's own)."""
+    import hashlib
+
+    from mlops.spec import load
+
+    loaded = load.load_specs(list(paths) or [ws.root / "specs"], ws.root)
+    registry: base.Registry | None = None
+    out: dict[str, list[m.Obj]] = {}
+    for item in loaded:
+        model = item.deployment.spec.model
+        version = None
+        if model_version is None:
+            if registry is None:
+                from mlops.providers import factory
+
+                registry = factory.registry(ws)
+            version = registry.get_version(item.name, model.version)
+            if version is None:
+                raise errors.RegistryError(
+                    f"{item.name}@{model.version} is not registered: run `mlops apply` first "
+                    "or pass --model-version N (Triton needs the registry's integer version)"
+                )
+        else:
+            sha = model.sha256
+            if sha is None and item.artifact_path is not None and item.artifact_path.is_file():
+                sha = hashlib.sha256(item.artifact_path.read_bytes()).hexdigest()
+            if sha is None:
+                raise errors.ArtifactError(f"{item.name}: no sha256 pin and no artifact file")
+            version = state.RegistryVersion(
+                name=item.name, semver=model.version, registry_version=str(model_version),
+                sha256=sha, artifact_uri=model.artifact, signature=model.signature,
+                baseline=model.baseline,
+            )  # fmt: skip
+        out[item.name] = render_manifests(item.deployment, version, options)
+    return out

@@ -1,0 +1,65 @@
+"""`mlops manifests` through the real entry point: YAML that parses back to the same objects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as pb
+
+from mlops import cli
+from tests.k8s import conftest as c
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        cli.main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_manifests_stdout_and_files(
+    k8s_workspace: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(k8s_workspace)
+    code, out, err = run(["manifests", "--model-version", "3"], capsys)
+    assert code == 0, err
+    objects = list(yaml.safe_load_all(out))
+    assert [o["kind"] for o in objects] == [
+        "ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler", "HTTPRoute",
+    ]  # fmt: skip
+    for obj in objects[:4]:
+        c.assert_core_valid(obj)
+    assert "config.pbtxt: |" in out  # readable, not an escaped one-liner
+    code, out, err = run(["manifests", "--model-version", "3", "-o", "deploy"], capsys)
+    assert code == 0, err
+    config = (k8s_workspace / "deploy" / "fraud-scorer" / "config.pbtxt").read_text()
+    assert list(text_format.Parse(config, pb.ModelConfig()).version_policy.specific.versions) == [3]
+    route = yaml.safe_load(
+        (k8s_workspace / "deploy" / "fraud-scorer" / "httproute.yaml").read_text()
+    )
+    assert route == objects[-1]
+
+
+def test_manifests_refuses_bad_input(
+    k8s_workspace: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(k8s_workspace)
+    code, _, err = run(["manifests", "--model-version", "3", "-o", "/tmp/outside-ws"], capsys)
+    assert code == 1 and "outside the workspace" in err and "Traceback" not in err
+    code, _, err = run(["manifests", "--model-version", "0"], capsys)
+    assert code == 1
+    # Not registered in the (empty) local registry and no --model-version: one clear line.
+    code, _, err = run(["manifests"], capsys)
+    assert code == 1 and "not registered" in err and len(err.strip().splitlines()) == 1
+    assert not (k8s_workspace / "deploy").exists()
+
+
+def test_help_has_an_example(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["manifests", "--help"], capsys)
+    assert code == 0 and "mlops manifests -o deploy/" in out
