@@ -39,12 +39,15 @@ def format_duration(seconds: float) -> str:
     total = round(seconds)
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
-    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]
-    return "".join(parts) or "0s"
+    parts = [(hours, "h"), (minutes, "m"), (secs, "s")]
+    return "".join(f"{value}{unit}" for value, unit in parts if value) or "0s"
 
 
 class Address(str):
-    """Stable identity of a managed thing: `deployment.NAME`, `version.NAME@SEMVER`, `traffic.NAME`."""
+    """Stable identity of a managed thing.
+
+    `deployment.NAME`, `version.NAME@SEMVER` or `traffic.NAME`.
+    """
 
     __slots__ = ()
 
