@@ -99,9 +99,7 @@ class Sample:
 class Metrics(Protocol):
     """Reads gate metrics (Prometheus, or a built-in scraper of the engine's /metrics)."""
 
-    def sample(
-        self, model: str, version: str, gate: spec.Gate, window_seconds: float
-    ) -> Sample:
+    def sample(self, model: str, version: str, gate: spec.Gate, window_seconds: float) -> Sample:
         """Measure one gate's metric for one version. Never raises for backend failures:
         returns a Sample with `error` set."""
         ...

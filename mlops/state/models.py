@@ -103,7 +103,7 @@ class LiveState(_Frozen):
     last_applied: dict[str, AppliedRecord] = Field(default_factory=dict)
 
     def fingerprint(self) -> str:
-        """Digest of everything the plan depends on; traffic rates are left out (they always move)."""
+        """Digest of everything the plan depends on (traffic rates excluded: they always move)."""
         payload = self.model_dump(mode="json", exclude={"traffic_rate"})
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return "sha256:" + hashlib.sha256(blob).hexdigest()
