@@ -7,6 +7,7 @@ canary with an optional shadow phase, or the continuation of one in progress), o
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 
 from mlops.core import Address
@@ -30,7 +31,7 @@ def diff(
     items = sorted(desired, key=lambda item: item.deployment.name)
     result = ModelResult()
     names = [item.deployment.name for item in items]
-    for name in sorted({n for n in names if names.count(n) > 1}):
+    for name in sorted(n for n, times in Counter(names).items() if times > 1):
         result.errors.append(f"{name}: declared by more than one spec")
     if not live.runtime_reachable:
         result.warnings.append(
