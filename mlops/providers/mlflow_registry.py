@@ -121,6 +121,9 @@ class MlflowRegistry:
         name = tags.check_name(deployment.name)
         model = deployment.spec.model
         semver = tags.check_semver(model.version)
+        data = None
+        if validation is not None:
+            data = artifact_refs.local_path(validation, self.workspace, what="validation data")
         with tempfile.TemporaryDirectory(prefix="mlops-register-") as tmp:
             staged = Path(tmp) / tags.ARTIFACT_DIR
             staged.mkdir()
@@ -138,10 +141,10 @@ class MlflowRegistry:
             existing = self._settle_existing(name, semver, sha256)
             if existing is not None:
                 return existing  # immutable: its statistics were recorded the first time
-            if validation is not None:
-                self._write_stats(staged, validation, model.signature)
+            if data is not None:
+                self._write_stats(staged, data, model.signature)
             metadata = tags.version_tags(
-                semver, sha256, model.signature, model.baseline, validation is not None
+                semver, sha256, model.signature, model.baseline, data is not None
             )
             return self._commit(name, semver, staged, metadata)
 
@@ -176,8 +179,7 @@ class MlflowRegistry:
     def _write_stats(self, staged: Path, validation: Path, signature: spec.Signature) -> None:
         from mlops import datasets  # numpy and pandas only when there is data to read
 
-        path = artifact_refs.local_path(validation, self.workspace, what="validation data")
-        inputs, _ = datasets.load_validation(path, [t.name for t in signature.inputs])
+        inputs, _ = datasets.load_validation(validation, [t.name for t in signature.inputs])
         stats = [s.model_dump(mode="json") for s in datasets.feature_stats(inputs)]
         (staged / tags.STATS_FILE).write_text(json.dumps(stats), encoding="utf-8")
 
@@ -221,6 +223,15 @@ class MlflowRegistry:
                 "create version", "create_model_version", name, source, run_id=run_id, tags=pending
             )
             number = str(created.version)
+            # Two writers of one semver (say, two workspaces on one server): the lower version
+            # number wins, the other backs out, and its retry finds the winner.
+            if any(
+                int(rival.version) < int(number)
+                for rival in self.session.versions_with_semver(name, semver)
+            ):
+                raise errors.TransientError(
+                    f"{name}@{semver} is being registered concurrently; retry"
+                )
             self.session.call(
                 "set semver alias",
                 "set_registered_model_alias",

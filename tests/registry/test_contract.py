@@ -341,3 +341,34 @@ def test_unknown_names_and_bad_input(registry: MlflowRegistry) -> None:
         registry.refresh(["x' OR name != '"])
     with pytest.raises(errors.UsageError):
         registry.get_version("ok", "1.0")
+
+
+def test_concurrent_registration_of_one_semver_backs_out(
+    registry: MlflowRegistry, monkeypatch: pytest.MonkeyPatch, ws: Path, name: Name
+) -> None:
+    """Another writer creates the same semver between our check and our write (a real
+    version in the real store): we remove ours and report a retryable error."""
+    from mlops.providers import mlflow_tags
+
+    model = name("race")
+    registry.register(support.deployment(model, "1.0.0"), MODEL, None)
+    first = registry.get_version(model, "1.0.0")
+    assert first is not None
+    real = registry.session.call
+
+    def call(what: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        if what == "create version":
+            rival_tags = {**kwargs["tags"], mlflow_tags.STATE: "pending:elsewhere:1"}
+            real(what, method, *args, **{**kwargs, "tags": rival_tags})
+        return real(what, method, *args, **kwargs)
+
+    monkeypatch.setattr(registry.session, "call", call)
+    with pytest.raises(errors.TransientError, match="concurrently"):
+        registry.register(support.deployment(model, "1.1.0"), OTHER, None)
+    survivors = [
+        v for v in raw_versions(registry, model) if str(v.version) != first.registry_version
+    ]
+    assert [mlflow_tags.tags_of(v)[mlflow_tags.STATE] for v in survivors] == ["pending:elsewhere:1"]
+    monkeypatch.undo()
+    with pytest.raises(errors.TransientError, match="being registered"):
+        registry.register(support.deployment(model, "1.1.0"), OTHER, None)
