@@ -21,13 +21,14 @@ EXPERIMENT = "mlops-registry"
 VERSIONS_PAGE = 10_000
 MODELS_PAGE = 1_000  # MLflow's maximum for search_registered_models
 NAMES_PER_FILTER = 200  # keeps `name IN (...)` filter strings a sane length
+# Most specific first: the first one found is what the error message says.
 _UNREACHABLE = (
-    "Max retries exceeded",
     "Connection refused",
-    "Failed to establish",
     "timed out",
     "Name or service not known",
     "Connection aborted",
+    "Failed to establish",
+    "Max retries exceeded",
 )
 
 
@@ -82,8 +83,12 @@ class Session:
             if self.remote and (
                 any(marker in text for marker in _UNREACHABLE) or "ConnectionError" in repr(exc)
             ):
+                # MLflow's message is a long urllib3 chain; the gist fits in a few words.
+                reason = next(
+                    (m.lower() for m in _UNREACHABLE if m in text), text.splitlines()[0][:200]
+                )
                 raise errors.TransientError(
-                    f"registry {self.uri} is unreachable ({what}): {text.splitlines()[0][:200]}"
+                    f"registry {self.uri} is unreachable ({what}: {reason})"
                 ) from None
             first = text.splitlines()[0][:300] if text else repr(exc)
             raise errors.RegistryError(f"registry {self.uri}: {what} failed: {first}") from exc
