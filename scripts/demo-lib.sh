@@ -3,7 +3,7 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-$REPO/.venv/bin/python}"
-DEMO="${DEMO_DIR:-$REPO/.demo}"
+DEMO="${DEMO_DIR:-$REPO/build/demo}"  # build/ is git-ignored
 PORT="${DEMO_PORT:-8480}"
 NAME=fraud-scorer
 

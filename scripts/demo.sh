@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The local demo (`make demo`): train two versions of the example model, deploy 1.0.0, then
 # roll 1.1.0 out as a gated canary under ~200 req/s of load, through every gate to 100%.
-# The engine keeps running afterwards: `mlops -C .demo status`, `mlops -C .demo down`.
+# The engine keeps running afterwards: `mlops -C build/demo status`, `mlops -C build/demo down`.
 source "$(dirname "$0")/demo-lib.sh"
 
 say "fresh workspace"
