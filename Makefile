@@ -49,6 +49,7 @@ system-deps:
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	elif [ -n "$${CI:-}" ]; then echo "CI needs:$$missing (install them as root)"; exit 1; \
 	else echo "note:$$missing not installed and not root: skipping apt-get"; fi
 
 lint: venv
