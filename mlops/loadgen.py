@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import threading
 import time
@@ -138,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON only")
     args = parser.parse_args(argv)
+    stop = threading.Event()
+    # A demo script stops the load early with SIGTERM: finish cleanly and print the summary.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         summary = run(
             args.url,
@@ -147,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             features=args.features,
             workers=args.workers,
             poison_every=args.poison_every,
+            stop=stop,
         )
     except ValueError as exc:
         print(f"Error: {exc}", file=sys.stderr)

@@ -62,6 +62,13 @@ class Executor:
         self.hooks.on_run_start(self.run.run_id, self.plan, resumed)
         done = self.run.completed()
         blocked = self._blocked_from_journal(only)
+        pending = [a for a in self.plan.actions if a.id not in done]
+        if any(a.kind is t.ActionKind.CHECKPOINT_GATE for a in pending) and (
+            self.target.runtime.reachable()
+        ):
+            # A metrics backend started now (Prometheus) has scraped for the whole of
+            # registration and conformance by the first hold, so its first windows hold data.
+            self.target.metrics()
         for action in self.plan.actions:
             model = core.Address(action.address).model
             if action.id in done:
