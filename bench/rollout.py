@@ -92,7 +92,7 @@ def promotion(ws: E2EWorkspace, hold: float, interval: float) -> dict[str, float
     return {"holds": 2 * hold, "rollout_s": span, "ratio": span / (2 * hold), "cli_wall_s": wall}
 
 
-def canary_weight(client: httpx.Client, urls: list[str]) -> int | None:
+def canary_weight(client: httpx.Client, urls: list[str], canary: str) -> int | None:
     weights = []
     for url in urls:
         try:
@@ -100,9 +100,7 @@ def canary_weight(client: httpx.Client, urls: list[str]) -> int | None:
         except (httpx.HTTPError, ValueError):
             return None
         model = table.get("models", {}).get(NAME) or {}
-        weights.append(
-            max((w for v, w in model.get("weights", {}).items() if v != "1.0.0"), default=0)
-        )
+        weights.append(int(model.get("weights", {}).get(canary, 0)))
     return max(weights) if weights else None
 
 
@@ -130,8 +128,9 @@ def breach(ws: E2EWorkspace, semver: str, interval: float) -> float:
         while time.monotonic() < deadline:
             if record.is_file():
                 data = json.loads(record.read_text())
-                if (data.get("step") or {}).get("weight") == 25 and data.get("gates"):
-                    break
+                rounds = [g for g in data.get("gates", []) if g.get("run_id") == data.get("run_id")]
+                if (data.get("step") or {}).get("weight") == 25 and rounds:
+                    break  # holding at 25% and measured at least once in this run
             time.sleep(0.05)
         time.sleep(random.uniform(0.0, interval))  # the breach lands anywhere in an interval
         urls = ws.admin_urls()
@@ -145,10 +144,12 @@ def breach(ws: E2EWorkspace, semver: str, interval: float) -> float:
         poison.start()
         with httpx.Client(timeout=1.0) as client:
             while time.monotonic() - breached < 60:
-                if canary_weight(client, urls) == 0:
+                if canary_weight(client, urls, semver) == 0:
                     return time.monotonic() - breached
                 time.sleep(0.01)
-        raise RuntimeError("the canary was not rolled back within 60 s")
+        apply.kill()
+        output = apply.communicate(timeout=30)[0]
+        raise RuntimeError(f"the canary was not rolled back within 60 s; urls {urls}\n{output}")
     finally:
         stop.set()
         apply.wait(120)
