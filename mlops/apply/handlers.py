@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from mlops import core, errors
-from mlops.apply import checkpoints, journal
+from mlops.apply import checkpoints, journal, rebuild
 from mlops.apply import hooks as hooks_
 from mlops.apply import target as target_
 from mlops.plan import types as t
-from mlops.spec import models as spec
 from mlops.state import models as state
 
 K = t.ActionKind
@@ -96,7 +95,7 @@ class Handlers:
         validation_path = (
             self.ws.inside(Path(validation), what="validation data") if validation else None
         )
-        deployment = deployment_for(self.plan, model, semver, after)
+        deployment = rebuild.deployment_for(self.plan, model, semver, after)
         self.target.registry.register(deployment, artifact, validation_path)
 
     def verify(self, model: str, after: Mapping[str, Any]) -> None:
@@ -278,57 +277,6 @@ class Handlers:
             ):
                 return dict(after)
         raise errors.PlanError(f"{model}@{semver}: the plan tests it but never loads it")
-
-
-def deployment_for(
-    plan: t.Plan, model: str, semver: str, register: Mapping[str, Any]
-) -> spec.ModelDeployment:
-    """The spec fields the registry records, rebuilt from the plan itself (the load payload
-    carries the signature, the conformance payload the baseline): apply reads only the plan."""
-    signature: Any = None
-    baseline: dict[str, Any] = {}
-    for action in plan.actions:
-        after = action.after or {}
-        if core.Address(action.address).model != model or after.get("semver") != semver:
-            continue
-        if action.kind in (K.LOAD, K.UPDATE_CONFIG):
-            signature = (after.get("settings") or {}).get("signature")
-        elif action.kind is K.CONFORMANCE_TEST:
-            baseline = {
-                "metric": after.get("metric", "accuracy"),
-                "value": after.get("baseline"),
-                "p99_ms": after.get("p99_ms"),
-                "tolerance": after.get("tolerance"),
-            }
-    if signature is None or baseline.get("value") is None:
-        raise errors.PlanError(
-            f"{model}@{semver}: the plan registers it without its signature and baseline"
-        )
-    validation = register.get("validation")
-    model_section: dict[str, Any] = {
-        "version": semver,
-        "artifact": register["artifact"],
-        "sha256": register.get("sha256"),
-        "signature": signature,
-        "baseline": {k: baseline[k] for k in ("metric", "value", "p99_ms")},
-    }
-    if validation:
-        model_section["validation"] = {
-            "data": validation,
-            **(
-                {"tolerance": baseline["tolerance"]}
-                if baseline.get("tolerance") is not None
-                else {}
-            ),
-        }
-    return spec.ModelDeployment.model_validate(
-        {
-            "apiVersion": spec.API_VERSION,
-            "kind": spec.KIND,
-            "metadata": {"name": model},
-            "spec": {"model": model_section},
-        }
-    )
 
 
 def _same(live: state.RuntimeModel, weights: Mapping[str, int], shadow: Any) -> bool:

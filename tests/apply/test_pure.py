@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mlops import errors
-from mlops.apply import handlers, rollback
+from mlops.apply import rebuild, rollback
 from mlops.plan import types as t
 
 SIGNATURE = {
@@ -70,7 +70,7 @@ def test_deployment_is_rebuilt_from_the_plan_payloads() -> None:
             {"semver": "1.1.0", "settings": {"signature": SIGNATURE}, "replicas": 1},
         ),
     )
-    deployment = handlers.deployment_for(plan, "m", "1.1.0", register)
+    deployment = rebuild.deployment_for(plan, "m", "1.1.0", register)
     model = deployment.spec.model
     assert deployment.name == "m" and model.version == "1.1.0"
     assert model.baseline.value == 0.95 and model.baseline.p99_ms == 12.0
@@ -81,6 +81,6 @@ def test_deployment_is_rebuilt_from_the_plan_payloads() -> None:
 def test_a_plan_without_signature_cannot_register() -> None:
     register = {"semver": "1.1.0", "artifact": "models/m.onnx", "sha256": None, "validation": None}
     with pytest.raises(errors.PlanError, match="signature and baseline"):
-        handlers.deployment_for(
+        rebuild.deployment_for(
             _plan(_action(t.ActionKind.REGISTER, register)), "m", "1.1.0", register
         )
