@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from typing import Any
 
@@ -47,6 +48,9 @@ class ModelVersion:
             "platform": "onnxruntime_onnx",
             "inputs": [t.metadata() for t in self.settings.inputs],
             "outputs": [t.metadata() for t in self.settings.outputs],
+            # Not in the V2 metadata schema; lets a client size its batches (Triton's config
+            # endpoint carries the same field).
+            "max_batch_size": self.settings.batching.max_batch_size,
         }
 
     def prepare(self, request: InferRequest) -> tuple[Feeds, int]:
@@ -73,7 +77,7 @@ class ModelVersion:
                     f"input '{spec.name}' has shape {list(shape)}, the model expects "
                     f"{list(spec.shape)}"
                 )
-            if not spec.allow_nan and array.dtype.kind == "f" and not np.isfinite(array).all():
+            if not spec.allow_nan and array.dtype.kind == "f" and not _finite(array):
                 raise BadRequest(f"input '{spec.name}' contains NaN or infinity")
             if shape:
                 if rows not in (-1, shape[0]):
@@ -88,3 +92,13 @@ class ModelVersion:
                 if name not in self.output_names:
                     raise BadRequest(f"unknown output '{name}'")
         return inputs, rows
+
+
+def _finite(array: np.ndarray[Any, Any]) -> bool:
+    """No NaN or infinity, with one reduction instead of isfinite() plus all()."""
+    # NaN and infinity survive a sum; a float64 sum of float32/16 values cannot overflow.
+    if math.isfinite(array.sum(dtype=np.float64)):
+        return True
+    if array.dtype != np.float64:
+        return False
+    return bool(np.isfinite(array).all())  # finite float64 values may still overflow a sum
