@@ -5,12 +5,21 @@ requests that arrive while the model is busy merge into the next batch (up to
 `max_batch_size` rows). With `preferred_batch_sizes`, an idle model holds the queue for up to
 `max_queue_delay_ms` to reach the largest preferred size. All state is touched only on the
 event loop thread; only `_run` executes in the inference thread pool.
+
+Fast versions run inline: handing a request to the pool and back costs two thread wake-ups
+(on a small machine, about as much CPU as the whole rest of the request), far more than a
+run of a small model. So a version whose measured cost stays under INLINE_MAX_SECONDS runs on
+the event loop itself when nothing is queued or running for it, which blocks the loop no
+longer than a JSON decode does. A batching version only does so for the first request of a
+loop iteration: when more arrive in the same iteration, a batch could form, so they are
+queued and dispatched together at the end of the iteration.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import math
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -25,6 +34,9 @@ from mlops.serving.stats import VersionStats
 Feeds = dict[str, np.ndarray[Any, Any]]
 Outputs = list[np.ndarray[Any, Any]]
 Result = Outputs | ServingError
+
+INLINE_MAX_SECONDS = 150e-6  # runs estimated above this stay off the event loop
+COST_WEIGHT = 0.05  # weight of one new measurement in the cost average (about 20 runs)
 
 
 class _Item:
@@ -46,6 +58,8 @@ class Batcher:
         slots: int,
         stats: VersionStats,
         name: str,
+        cost: float | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._run_model = run
         self._executor = executor
@@ -63,6 +77,12 @@ class Batcher:
         self._loop = asyncio.get_running_loop()
         self.outstanding = 0  # admitted, not yet answered
         self._drained: asyncio.Event | None = None
+        # Seconds per row of a single-request run (an average), measured with `clock`; None
+        # until measured. Pool threads update it too: a lost update between them is harmless.
+        self.cost = math.inf if cost is None else cost
+        self._clock = clock
+        self._batching = batching.enabled
+        self._tick = False  # a request of this version already ran in this loop iteration
 
     @property
     def depth(self) -> int:
@@ -75,8 +95,45 @@ class Batcher:
         self._pending.append(_Item(feeds, rows, future, self._loop.time()))
         self._pending_rows += rows
         self.outstanding += 1
-        self._dispatch()
+        if not self._tick:
+            # Within an iteration that already ran one request inline, requests wait for the
+            # end of the iteration (`_end_tick`) so that they leave as one batch.
+            self._dispatch()
         return future
+
+    def run_inline(self, feeds: Feeds, rows: int) -> Outputs | None:
+        """Run on the calling (event loop) thread if that is the cheaper way; else None.
+
+        Raises the run's ServingError like the queued path would.
+        """
+        if (
+            self._clock is None
+            or self.cost * rows > INLINE_MAX_SECONDS
+            or self._pending
+            or self._busy
+        ):
+            return None
+        if self._batching:
+            if self._target or self._tick:
+                return None  # a batch is wanted or could form: use the queue
+            self._tick = True
+            self._loop.call_soon(self._end_tick)
+        start = self._clock()
+        outputs = self._run_model(feeds)
+        self._observe(self._clock() - start, rows)
+        self._stats.batches += 1
+        self._stats.batched_requests += 1
+        return outputs
+
+    def _end_tick(self) -> None:
+        self._tick = False
+        if self._pending:
+            self._dispatch()
+
+    def _observe(self, seconds: float, rows: int) -> None:
+        per_row = seconds / max(rows, 1)
+        cost = self.cost
+        self.cost = per_row if cost == math.inf else cost + COST_WEIGHT * (per_row - cost)
 
     async def drain(self) -> None:
         """Wait until every admitted request has been answered."""
@@ -119,7 +176,8 @@ class Batcher:
     def _run(self, items: list[_Item]) -> list[Result]:
         """Runs in the thread pool: one merged run, split back by rows."""
         if len(items) == 1:
-            return [self._run_one(items[0].feeds)]
+            # Single-request runs keep the cost estimate current; merged ones would bias it.
+            return [self._run_one(items[0].feeds, items[0].rows)]
         feeds = {k: np.concatenate([it.feeds[k] for it in items]) for k in items[0].feeds}
         try:
             outputs = self._run_model(feeds)
@@ -133,11 +191,16 @@ class Batcher:
             offset += it.rows
         return results
 
-    def _run_one(self, feeds: Feeds) -> Result:
+    def _run_one(self, feeds: Feeds, rows: int = 0) -> Result:
+        clock = self._clock
+        start = clock() if clock is not None and rows else 0.0
         try:
-            return self._run_model(feeds)
+            outputs = self._run_model(feeds)
         except ServingError as exc:
             return exc
+        if clock is not None and rows:
+            self._observe(clock() - start, rows)
+        return outputs
 
     def _done(self, items: list[_Item], future: asyncio.Future[list[Result]]) -> None:
         self._busy -= 1

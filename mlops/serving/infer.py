@@ -64,7 +64,9 @@ async def handle(
         t2 = perf_counter()
         feeds, rows = mv.prepare(request)
         t3 = perf_counter()
-        outputs = await mv.batcher.submit(feeds, rows)
+        outputs = mv.batcher.run_inline(feeds, rows)
+        if outputs is None:
+            outputs = await mv.batcher.submit(feeds, rows)
         t4 = perf_counter()
         named = list(zip(mv.session.output_names, outputs, strict=True))
         if request.outputs is not None:

@@ -111,7 +111,16 @@ class Repository:
             stats = self._stats.get(name, version)
             b = parsed.batching
             slots = b.max_concurrent_batches or (1 if b.enabled else self._inference_threads)
-            batcher = Batcher(session.run, b, self._executor, slots, stats, f"{name}@{version}")
+            batcher = Batcher(
+                session.run,
+                b,
+                self._executor,
+                slots,
+                stats,
+                f"{name}@{version}",
+                session.cost,
+                session.clock,
+            )
             self.live.setdefault(name, {})[version] = ModelVersion(
                 name, version, session, batcher, stats
             )

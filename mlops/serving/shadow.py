@@ -42,9 +42,15 @@ def mirror(target: ModelVersion, feeds: Feeds, rows: int, primary: Outputs) -> N
     """Submit to the shadow version; the comparison runs when its result arrives."""
     counts = target.stats.shadow
     try:
-        future = target.batcher.submit(feeds, rows)
-    except ServingError as exc:  # full shadow queue: drop the mirror, not the request
+        # The primary response is already sent, so a fast shadow can run right here.
+        outputs = target.batcher.run_inline(feeds, rows)
+        if outputs is None:
+            future = target.batcher.submit(feeds, rows)
+    except ServingError as exc:  # full shadow queue or a failed run: count, never raise
         counts[str(exc.status)] += 1
+        return
+    if outputs is not None:
+        _record(target, primary, outputs)
         return
     future.add_done_callback(functools.partial(_compare, target, primary))
 
@@ -58,6 +64,11 @@ def _compare(target: ModelVersion, primary: Outputs, future: asyncio.Future[Any]
     if exc is not None:
         stats.shadow[str(getattr(exc, "status", 500))] += 1
         return
+    _record(target, primary, future.result())
+
+
+def _record(target: ModelVersion, primary: Outputs, shadow: Outputs) -> None:
+    stats = target.stats
     stats.shadow["200"] += 1
-    same = agree(primary, future.result(), target.settings.classification)
+    same = agree(primary, shadow, target.settings.classification)
     stats.agreement["true" if same else "false"] += 1
