@@ -43,16 +43,22 @@ def predictions(output: Array) -> Array:
     return np.asarray(output).reshape(len(output))
 
 
-def accuracy(infer: Infer, inputs: Mapping[str, Array], labels: Array, first_output: str) -> float:
-    """Share of rows whose prediction equals the label, sent in batches of BATCH_ROWS."""
+def accuracy(
+    infer: Infer,
+    inputs: Mapping[str, Array],
+    labels: Array,
+    first_output: str,
+    batch_rows: int = BATCH_ROWS,
+) -> float:
+    """Share of rows whose prediction equals the label, sent in batches of `batch_rows`."""
     rows = len(labels)
     if rows == 0:
         raise ValueError("the validation set has no rows")
     correct = 0
-    for start in range(0, rows, BATCH_ROWS):
-        batch = {name: array[start : start + BATCH_ROWS] for name, array in inputs.items()}
+    for start in range(0, rows, batch_rows):
+        batch = {name: array[start : start + batch_rows] for name, array in inputs.items()}
         predicted = predictions(infer(batch)[first_output])
-        expected = labels[start : start + BATCH_ROWS].reshape(len(predicted))
+        expected = labels[start : start + batch_rows].reshape(len(predicted))
         correct += int(np.sum(predicted == expected.astype(predicted.dtype, copy=False)))
     return correct / rows
 

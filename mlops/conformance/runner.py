@@ -118,11 +118,14 @@ def _check_model(
             inputs = {
                 n: a.astype(checks.NUMPY_DTYPES.get(dtypes[n], a.dtype)) for n, a in inputs.items()
             }
-            infer, close = make_infer()
+            client = engine_client.VersionClient(url, model, semver, dtypes, [first])
             try:
-                score = checks.accuracy(infer, inputs, labels, first)
+                # The engine refuses batches above the version's max_batch_size.
+                limit = client.max_batch_size()
+                batch_rows = min(checks.BATCH_ROWS, limit) if limit > 1 else checks.BATCH_ROWS
+                score = checks.accuracy(client, inputs, labels, first, batch_rows)
             finally:
-                close()
+                client.close()
             result.update(accuracy=round(score, 6), rows=len(labels))
             floor = result["baseline"] - result["tolerance"]
             if score < floor:

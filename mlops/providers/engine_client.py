@@ -161,6 +161,12 @@ class InferClient:
     def close(self) -> None:
         self._client.close()
 
+    def max_batch_size(self, name: str, version: str) -> int:
+        """The version's batch limit from its metadata (0: none)."""
+        metadata = self._client.get_model_metadata(name, model_version=version)
+        value = metadata.get("max_batch_size", 0) if isinstance(metadata, dict) else 0
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
     def infer(
         self,
         name: str,
@@ -224,6 +230,9 @@ class VersionClient:
         self, inputs: Mapping[str, np.ndarray[Any, Any]]
     ) -> dict[str, np.ndarray[Any, Any]]:
         return self._client.infer(*self._args, inputs, self._datatypes, self._outputs)
+
+    def max_batch_size(self) -> int:
+        return self._client.max_batch_size(*self._args)
 
     def close(self) -> None:
         self._client.close()

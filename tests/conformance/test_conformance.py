@@ -17,9 +17,16 @@ from tests.serving import fixtures
 pytestmark = pytest.mark.slow
 
 
-def register_and_load(target: Target, dep: spec.ModelDeployment, validation: Path | None) -> None:
+def register_and_load(
+    target: Target,
+    dep: spec.ModelDeployment,
+    validation: Path | None,
+    batching: dict[str, Any] | None = None,
+) -> None:
     target.registry.register(dep, Path(dep.spec.model.artifact), validation)
     settings: dict[str, Any] = {"signature": dep.spec.model.signature.model_dump(mode="json")}
+    if batching is not None:
+        settings["batching"] = batching
     artifact = target.registry.artifact_path(dep.name, dep.spec.model.version)
     target.runtime.load(dep.name, dep.spec.model.version, artifact, settings)
 
@@ -53,6 +60,16 @@ def test_good_model_passes(target: Target) -> None:
     assert result["p99_budget_ms"] == pytest.approx(240)
     json.dumps(result)  # recorded on the registry version as JSON
     target.registry.record_conformance("scorer", "1.0.0", result)
+
+
+def test_validation_batches_respect_the_versions_max_batch_size(target: Target) -> None:
+    # The engine refuses a request above max_batch_size; conformance must size its batches.
+    good = train(target.ws.root, "small-batches", shuffle_labels=False)
+    dep = deployment("scorer-b", "1.0.0", good.artifact, accuracy=good.accuracy, p99_ms=200)
+    register_and_load(target, dep, good.validation, {"max_batch_size": 8})
+    result = conformance.run(target, "scorer-b", "1.0.0", payload(dep, good.validation))
+    assert result["passed"] is True, result["reason"]
+    assert result["rows"] == 400
 
 
 def test_model_trained_on_shuffled_labels_fails(target: Target) -> None:
