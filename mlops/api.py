@@ -178,7 +178,7 @@ def plan(
     last = applied.read(applied.path_in(ws.state_dir))
     names = sorted({item.name for item in loaded} | set(last))
     live = refresh.refresh(factory.registry(ws), _runtime(ws), names, last)
-    return diff.diff(
+    made = diff.diff(
         desired,
         live,
         workspace=str(ws.root),
@@ -186,6 +186,7 @@ def plan(
         spec_digest=load.spec_digest(loaded),
         allow_delete=allow_delete,
     )
+    return made.model_copy(update={"refreshed": names})
 
 
 def save_plan(plan: Plan, out: str | Path, workspace: str | None = None) -> Path:
@@ -351,6 +352,9 @@ def _live_for_apply(ws: Workspace, target: Any, saved: Plan, paths: Sequence[str
     from mlops.state import applied, refresh
 
     last = applied.read(applied.path_in(ws.state_dir))
+    if saved.refreshed:
+        return refresh.refresh(target.registry, target.runtime, saved.refreshed, last)
+    # Plans written before `refreshed` existed: the best reconstruction of the same set.
     names = {Address(a.address).model for a in saved.actions} | set(saved.models) | set(last)
     if paths:
         names |= {item.name for item in load.load_specs(list(paths), ws.root)}

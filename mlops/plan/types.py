@@ -129,6 +129,9 @@ class Plan(BaseModel):
     # Display-only notes a reviewer must see (e.g. a model without a spec that was not deleted).
     warnings: list[str] = Field(default_factory=list)
     models: dict[str, ModelChange] = Field(default_factory=dict)
+    # The models whose live state the fingerprint covers: apply refreshes exactly these to
+    # decide whether the plan is stale.
+    refreshed: list[str] = Field(default_factory=list)
 
     @property
     def has_changes(self) -> bool:
