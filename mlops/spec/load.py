@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from mlops import errors, workspace
+from mlops import errors, gcpause, workspace
 from mlops.spec import models as spec
 from mlops.spec import problems as prob
 from mlops.spec import safeyaml
@@ -66,8 +66,9 @@ def load_specs(
     """
     found: list[Problem] = []
     loaded: list[LoadedSpec] = []
-    for file in _spec_files(paths, workspace_root, found):
-        loaded.extend(_load_file(file, workspace_root, check_files, found))
+    with gcpause.paused():  # everything allocated here stays alive: nothing to collect
+        for file in _spec_files(paths, workspace_root, found):
+            loaded.extend(_load_file(file, workspace_root, check_files, found))
     _check_unique(loaded, found)
     if found:
         every: list[object] = [*sorted(found)]
