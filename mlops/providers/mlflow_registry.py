@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mlops import errors
+from mlops import errors, gcpause
 from mlops.providers import artifact_refs, mlflow_session, onnx_artifact
 from mlops.providers import mlflow_tags as tags
 from mlops.spec import models as spec
@@ -39,16 +39,32 @@ class MlflowRegistry:
         self.artifact_root = artifact_root
         self.workspace = workspace  # when set, local artifacts must stay inside it
 
+    def initialise(self) -> None:
+        """Connect now: a local sqlite registry is created and migrated (reads never create
+        it; writes do on first use). A server is only contacted."""
+        _ = self.session.client
+
     # -- reads -------------------------------------------------------------------------
 
     def refresh(self, names: Sequence[str] | None = None) -> dict[str, state.RegistryModel]:
         wanted = None if names is None else {tags.check_name(n) for n in names}
+        # A shared registry is asked only for our names; the workspace's own one is read
+        # whole, which is cheaper: MLflow parses `name IN (...)` filters with sqlparse and
+        # its ORM work is per row, so the filters only add cost when every row is ours.
+        asked = None if wanted is None or self._own_registry() else sorted(wanted)
         versions: dict[str, list[state.RegistryVersion]] = {}
-        for entity in self.session.all_versions(None if wanted is None else sorted(wanted)):
-            decoded = tags.decode(entity)
-            if decoded is not None:
-                versions.setdefault(decoded.name, []).append(decoded)
-        aliases = self.session.all_aliases() if versions else {}
+        # The ORM materialises every row at once and all of it is kept: nothing to collect.
+        with gcpause.paused():
+            for entity in self.session.all_versions(asked):
+                if wanted is not None and entity.name not in wanted:
+                    continue
+                decoded = tags.decode(entity)
+                if decoded is not None:
+                    versions.setdefault(decoded.name, []).append(decoded)
+            # Aliases only of models that have versions here: nothing else can be planned.
+            aliases = {}
+            if versions:
+                aliases = self.session.all_aliases(None if asked is None else sorted(versions))
         return {
             name: tags.build_model(name, found, aliases.get(name, {}))
             for name, found in sorted(versions.items())
@@ -261,6 +277,14 @@ class MlflowRegistry:
             pass
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _own_registry(self) -> bool:
+        """The default registry: a sqlite file in this workspace's `.mlops/`, used by it alone."""
+        db = self.session.sqlite_file
+        if db is None or self.workspace is None:
+            return False
+        own = Path(os.path.realpath(self.workspace / ".mlops"))
+        return own in Path(os.path.realpath(db)).parents
 
     def _entity(self, name: str, semver: str) -> Any:
         return self.session.by_alias(tags.check_name(name), tags.semver_alias(semver))

@@ -52,9 +52,9 @@ class Session:
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         # A deployment controller should not phone home from the machines it runs on.
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-        if scheme == "sqlite":
-            db = Path(urllib.parse.urlparse(uri).path)
-            db.parent.mkdir(parents=True, exist_ok=True)
+        # A local sqlite registry that does not exist yet is empty: reads say so without
+        # creating it (plan changes nothing); the first write creates it.
+        self.sqlite_file = _sqlite_file(uri)
         self._client: Any = None
         self._experiment_id: str | None = None
         self._known_models: set[str] = set()
@@ -62,6 +62,8 @@ class Session:
     @property
     def client(self) -> Any:
         if self._client is None:
+            if self.sqlite_file is not None:
+                self.sqlite_file.parent.mkdir(parents=True, exist_ok=True)
             from mlflow import MlflowClient  # heavy: only when the registry is used
 
             # After the import: mlflow sets up its own loggers and would print table migrations.
@@ -106,18 +108,21 @@ class Session:
 
     # -- reads ---------------------------------------------------------------------------
 
+    def absent(self) -> bool:
+        """A local sqlite registry whose file does not exist: nothing registered, and neither
+        MLflow nor the file needs to be touched to know it."""
+        return (
+            self._client is None and self.sqlite_file is not None and not self.sqlite_file.exists()
+        )
+
     def by_alias(self, name: str, alias: str) -> Any:
+        if self.absent():
+            return None
         return self.call_missing_ok("get by alias", "get_model_version_by_alias", name, alias)
 
     def all_versions(self, names: list[str] | None) -> Iterator[Any]:
         """Every model version (of `names`, if given), in pages, ordered for stable paging."""
-        chunks: list[str | None] = [None]
-        if names is not None:
-            chunks = [
-                "name IN (" + ", ".join(f"'{n}'" for n in names[i : i + NAMES_PER_FILTER]) + ")"
-                for i in range(0, len(names), NAMES_PER_FILTER)
-            ]
-        for filter_string in chunks:
+        for filter_string in _name_filters(names):
             yield from self._pages(
                 "search versions",
                 "search_model_versions",
@@ -133,14 +138,23 @@ class Session:
             self._pages("search versions", "search_model_versions", 100, filter_string=query)
         )
 
-    def all_aliases(self) -> dict[str, dict[str, str]]:
-        """alias -> MLflow version number, for every registered model, in pages."""
+    def all_aliases(self, names: list[str] | None = None) -> dict[str, dict[str, str]]:
+        """alias -> MLflow version number, for every registered model (of `names`, if given:
+        the registry may hold many models this workspace does not manage), in pages."""
         return {
             model.name: {a: str(v) for a, v in (getattr(model, "aliases", None) or {}).items()}
-            for model in self._pages("search models", "search_registered_models", MODELS_PAGE)
+            for filter_string in _name_filters(names)
+            for model in self._pages(
+                "search models",
+                "search_registered_models",
+                MODELS_PAGE,
+                filter_string=filter_string,
+            )
         }
 
     def _pages(self, what: str, method: str, size: int, **kwargs: Any) -> Iterator[Any]:
+        if self.absent():
+            return
         token: str | None = None
         for _ in range(1_000_000):  # bounded: a broken server must not loop us forever
             page = self.call(what, method, max_results=size, page_token=token, **kwargs)
@@ -226,6 +240,27 @@ class Session:
             tracking_uri=self.uri,
         )
         return Path(got)
+
+
+def _name_filters(names: list[str] | None) -> list[str | None]:
+    """`name IN (...)` filters of at most NAMES_PER_FILTER names; [None] means no filter.
+    Names are validated DNS-1123 labels by the callers: no quote can get in."""
+    if names is None:
+        return [None]
+    return [
+        "name IN (" + ", ".join(f"'{n}'" for n in names[i : i + NAMES_PER_FILTER]) + ")"
+        for i in range(0, len(names), NAMES_PER_FILTER)
+    ]
+
+
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file of a `sqlite:///PATH` URI (SQLAlchemy's rule: `sqlite:///rel.db` is
+    relative, `sqlite:////abs.db` absolute); None for other URIs and in-memory databases."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return None
+    path = urllib.parse.unquote(uri[len(prefix) :].split("?", 1)[0])
+    return None if path in ("", ":memory:") else Path(path)
 
 
 def _local(uri: str) -> Path | None:

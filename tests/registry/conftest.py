@@ -50,7 +50,7 @@ def ws(tmp_path: Path, models_dir: Path) -> Path:
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty, fully migrated MLflow database: copying it saves seconds per test."""
     db = tmp_path_factory.mktemp("template") / "mlflow.db"
-    MlflowRegistry(f"sqlite:///{db}", db.parent / "artifacts").refresh()
+    MlflowRegistry(f"sqlite:///{db}", db.parent / "artifacts").initialise()
     return db
 
 
