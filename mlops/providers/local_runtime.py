@@ -29,6 +29,8 @@ class LocalRuntime:
         self.process = engine_process.EngineProcess(workspace)
         # One keep-alive connection pool per worker: a rollback's weight change is a few calls.
         self._admins: dict[str, engine_client.AdminClient] = {}
+        # Requests/s per model as of the last refresh (the engine's `mlops_request_rate`).
+        self.request_rates: dict[str, float] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -83,16 +85,22 @@ class LocalRuntime:
     # -- reads -------------------------------------------------------------------------------
 
     def refresh(self, names: Sequence[str] | None = None) -> dict[str, state.RuntimeModel]:
-        """One routing read and one index read per worker, merged; {} when nothing runs."""
+        """One routing, index and metrics read per worker, merged; {} when nothing runs.
+        The models' request rates (summed over workers) are kept in `request_rates`."""
         urls = self.worker_admin_urls()
         views: list[runtime_view.WorkerView | None] = []
         for url in urls:
             admin = self._admin(url)
             try:
-                views.append(runtime_view.WorkerView(admin.routing(), admin.index()))
+                views.append(
+                    runtime_view.WorkerView(
+                        admin.routing(), admin.index(), runtime_view.rates(admin.metrics_text())
+                    )
+                )
             except (engine_client.EngineUnavailable, engine_client.EngineRejected):
                 views.append(None)
         merged = runtime_view.merge(views, len(urls), self._staged_settings)
+        self.request_rates = runtime_view.total_rates(views)
         if names is not None:
             wanted = set(names)
             merged = {n: m for n, m in merged.items() if n in wanted}

@@ -8,8 +8,9 @@ merge makes that visible instead of hiding it: a version loaded on only some wor
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import semver
@@ -23,6 +24,7 @@ READY, LOADING, PARTIAL, FAILED = "ready", "loading", "partial", "failed"
 class WorkerView:
     routing: dict[str, Any]  # GET /v2/routing
     index: list[dict[str, str]]  # POST /v2/repository/index
+    rates: dict[str, float] = field(default_factory=dict)  # mlops_request_rate by model
 
     def versions(self, name: str) -> dict[str, str]:
         """semver -> our state name, for versions the worker has assigned (not just on disk)."""
@@ -88,6 +90,34 @@ def merge(
             config=config,
         )
     return merged
+
+
+RATE_SAMPLE = "mlops_request_rate{"
+
+
+def rates(metrics_text: str) -> dict[str, float]:
+    """`mlops_request_rate{model="..."} VALUE` samples of a worker's /metrics text. Only those
+    lines are looked at: the rest (histograms of every version) is most of the text."""
+    found: dict[str, float] = {}
+    start = metrics_text.find(RATE_SAMPLE)
+    while start >= 0:
+        end = metrics_text.find("\n", start)
+        line = metrics_text[start : end if end >= 0 else len(metrics_text)]
+        labels, _, value = line.rpartition("} ")
+        model = labels.partition('model="')[2].rstrip('"')
+        with contextlib.suppress(ValueError):  # a malformed sample is no rate, not a failure
+            found[model] = float(value)
+        start = metrics_text.find(RATE_SAMPLE, start + len(RATE_SAMPLE))
+    return found
+
+
+def total_rates(views: Sequence[WorkerView | None]) -> dict[str, float]:
+    """Requests/s per model over every worker that answered (each serves its own share)."""
+    total: dict[str, float] = {}
+    for view in views:
+        for model, rate in (view.rates if view is not None else {}).items():
+            total[model] = total.get(model, 0.0) + rate
+    return total
 
 
 def _merge_versions(per_worker: list[dict[str, str]]) -> dict[str, str]:

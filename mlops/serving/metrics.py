@@ -82,10 +82,17 @@ class EngineCollector(Collector):
         )
         for (model, version), n in sorted(self._queue_depths().items()):
             depth.add_metric([model, version], n)
+        rate = GaugeMetricFamily(
+            "mlops_request_rate",
+            "Inference requests per second, exponentially weighted over about a minute.",
+            labels=["model"],
+        )
+        for model, value in sorted(self._book.request_rates().items()):
+            rate.add_metric([model], value)
         generation = GaugeMetricFamily("mlops_routing_generation", "Routing table generation.")
         generation.add_metric([], self._generation())
         yield from (requests, duration, stages, shadow, agreement, feedback, feedback_value)
-        yield from (batches, batched, depth, generation)
+        yield from (batches, batched, depth, rate, generation)
 
 
 def _histogram(family: HistogramMetricFamily, labels: list[str], hist: Histogram) -> None:

@@ -7,6 +7,8 @@ when /metrics is scraped. Only the event loop thread writes them, so no lock is 
 
 from __future__ import annotations
 
+import math
+import time
 from bisect import bisect_left
 from collections import defaultdict
 
@@ -16,6 +18,8 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 STAGES: tuple[str, ...] = ("decode", "preprocess", "inference", "postprocess")
+RATE_WINDOW_SECONDS = 60.0  # time constant of the request-rate average
+RATE_MIN_STEP_SECONDS = 0.5  # reads closer together than this return the last value
 
 
 class Histogram:
@@ -58,11 +62,51 @@ class VersionStats:
         self.batched_requests = 0
 
 
+class RateMeter:
+    """Requests per second of one model, exponentially weighted over RATE_WINDOW_SECONDS.
+
+    It is advanced from the request counters when read, so requests pay nothing for it. Each
+    step weighs the mean rate since the previous read by 1 - exp(-dt / window), the usual
+    average for irregular intervals: read every few seconds (a Prometheus scrape) it is a
+    one-minute average; read after a long silence it is the mean rate over that gap.
+    """
+
+    __slots__ = ("at", "count", "rate")
+
+    def __init__(self, count: int, at: float) -> None:
+        self.rate, self.count, self.at = 0.0, count, at
+
+    def advance(self, count: int, now: float) -> float:
+        elapsed = now - self.at
+        if elapsed >= RATE_MIN_STEP_SECONDS:
+            recent = max(count - self.count, 0) / elapsed
+            self.rate += (1.0 - math.exp(-elapsed / RATE_WINDOW_SECONDS)) * (recent - self.rate)
+            self.count, self.at = count, now
+        return self.rate
+
+
 class StatsBook:
     """VersionStats by (model, version), created on first use."""
 
     def __init__(self) -> None:
         self.versions: dict[tuple[str, str], VersionStats] = {}
+        self.started = time.monotonic()
+        self._rates: dict[str, RateMeter] = {}
+
+    def request_rates(self, now: float | None = None) -> dict[str, float]:
+        """model -> requests/s (every status code, every version), advancing each meter."""
+        totals: defaultdict[str, int] = defaultdict(int)
+        for (model, _), stats in self.versions.items():
+            totals[model] += sum(stats.requests.values())
+        now = time.monotonic() if now is None else now
+        rates: dict[str, float] = {}
+        for model, total in totals.items():
+            meter = self._rates.get(model)
+            if meter is None:
+                # Counting starts with the worker: the first read averages since then.
+                meter = self._rates[model] = RateMeter(0, self.started)
+            rates[model] = meter.advance(total, now)
+        return rates
 
     def get(self, model: str, version: str) -> VersionStats:
         key = (model, version)

@@ -32,17 +32,22 @@ def refresh(
         raise errors.RegistryError(f"cannot read the model registry: {exc}") from exc
     reachable = runtime is not None and runtime.reachable()
     served: dict[str, state.RuntimeModel] = {}
+    rates: dict[str, float] = {}
     if runtime is not None and reachable:
         try:
             served = runtime.refresh(wanted)
+            # Runtimes that measure traffic themselves (the local engine) report it from the
+            # same pass; others leave it to the caller's `traffic_rate`.
+            rates = dict(getattr(runtime, "request_rates", None) or {})
         except errors.TransientError:
             # Stopped between the probe and the read: the same as not started.
             reachable = False
     keep = set(wanted)
+    rates.update(traffic_rate or {})
     return state.LiveState(
         registry={n: m for n, m in sorted(models.items()) if n in keep},
         runtime={n: m for n, m in sorted(served.items()) if n in keep},
         runtime_reachable=reachable,
-        traffic_rate=dict(traffic_rate or {}),
+        traffic_rate={n: r for n, r in sorted(rates.items()) if n in keep},
         last_applied={n: r for n, r in sorted(last_applied.items())},
     )
