@@ -130,3 +130,19 @@ def test_a_damaged_large_file_is_a_one_line_load_error(tmp_path: Path) -> None:
         weights.external_model(path)
     with pytest.raises(BadRequest, match="cannot load"):
         Session(str(path), _settings(), 1, large_model_bytes=0)
+
+
+def test_loader_threads_run_nicer_than_serving() -> None:
+    import os
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlops.serving import repository
+
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    with ThreadPoolExecutor(1, initializer=repository._lower_priority) as pool:
+        loader = pool.submit(nice).result()
+    expected = min(nice() + repository.LOADER_NICE_INCREMENT, 19)
+    assert loader == expected
