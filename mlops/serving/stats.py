@@ -19,7 +19,6 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 STAGES: tuple[str, ...] = ("decode", "preprocess", "inference", "postprocess")
 RATE_WINDOW_SECONDS = 60.0  # time constant of the request-rate average
-RATE_MIN_STEP_SECONDS = 0.5  # reads closer together than this return the last value
 
 
 class Histogram:
@@ -68,7 +67,9 @@ class RateMeter:
     It is advanced from the request counters when read, so requests pay nothing for it. Each
     step weighs the mean rate since the previous read by 1 - exp(-dt / window), the usual
     average for irregular intervals: read every few seconds (a Prometheus scrape) it is a
-    one-minute average; read after a long silence it is the mean rate over that gap.
+    one-minute average; read after a long silence it is the mean rate over that gap. Reads
+    close together are fine: as dt shrinks the step tends to requests / window, so the
+    requests in between always count and nothing is divided by a tiny interval.
     """
 
     __slots__ = ("at", "count", "rate")
@@ -78,9 +79,12 @@ class RateMeter:
 
     def advance(self, count: int, now: float) -> float:
         elapsed = now - self.at
-        if elapsed >= RATE_MIN_STEP_SECONDS:
-            recent = max(count - self.count, 0) / elapsed
-            self.rate += (1.0 - math.exp(-elapsed / RATE_WINDOW_SECONDS)) * (recent - self.rate)
+        if elapsed > 0:
+            weight = -math.expm1(-elapsed / RATE_WINDOW_SECONDS)  # 1 - exp(-dt/window)
+            arrived = max(count - self.count, 0)
+            # weight * (arrived / elapsed), written so a tiny elapsed cannot blow up.
+            per_second = weight / elapsed if weight > 0 else 1.0 / RATE_WINDOW_SECONDS
+            self.rate = self.rate * (1.0 - weight) + arrived * per_second
             self.count, self.at = count, now
         return self.rate
 

@@ -34,11 +34,22 @@ def test_versions_and_status_codes_all_count_for_the_model() -> None:
     assert math.isclose(rates["other"], 4 / 60 * expected)
 
 
-def test_silence_decays_the_rate_and_close_reads_do_not_move_it() -> None:
+def test_silence_decays_the_rate() -> None:
     book = stats.StatsBook()
     _served(book, "clf", "1.0.0", 600)
     first = book.request_rates(book.started + 60.0)["clf"]
-    assert book.request_rates(book.started + 60.1)["clf"] == first  # under the minimum step
     later = book.request_rates(book.started + 120.0)["clf"]
     assert math.isclose(later, first * math.exp(-1.0))
     assert book.request_rates(book.started + 6000.0)["clf"] < 1e-6
+
+
+def test_reads_close_together_count_the_requests_between_them() -> None:
+    book = stats.StatsBook()
+    _served(book, "clf", "1.0.0", 1)
+    at = book.started + 10.0
+    before = book.request_rates(at)["clf"]
+    assert book.request_rates(at)["clf"] == before  # no time passed: nothing to weigh
+    _served(book, "clf", "1.0.0", 6)
+    after = book.request_rates(at + 1e-9)["clf"]
+    # In the limit each request adds 1/window requests per second.
+    assert math.isclose(after - before, 6 / stats.RATE_WINDOW_SECONDS, rel_tol=1e-3)
