@@ -37,6 +37,12 @@ TRICKY = [
     "",
     "# only a comment\n",
     "--- 1\n--- [2]\n--- {a: 3}\n...\n",
+    "a: x\u2028y\nb:\n  c: 1\n",  # Unicode line breaks: lines must count the same
+    'a: "x\x85y"\nb: 2\n',
+    "a: 1\r\nb:\r\n  - 2\r\n",
+    "\ufeffa: 1\n",
+    "a: 'x\n\n  y'\nb: 3\n",
+    "a:   # c\n  b: [1,\n    2]\n",
 ]
 
 
