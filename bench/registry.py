@@ -95,7 +95,7 @@ def main() -> None:
         registry = MlflowRegistry(
             f"sqlite:///{ws / '.mlops' / 'mlflow.db'}", ws / ".mlops" / "artifacts", workspace=ws
         )
-        registry.refresh()  # creates and migrates the database outside the timings
+        registry.initialise()  # creates and migrates the database outside the timings
         names = [f"model-{i:04d}" for i in range(args.models)]
         start = time.perf_counter()
         for n, name in enumerate(names):

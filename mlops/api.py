@@ -166,6 +166,7 @@ def plan(
     """Load specs, refresh live state (one batched read per provider), diff. Changes nothing."""
     from datetime import UTC, datetime
 
+    from mlops import gcpause
     from mlops import workspace as ws_mod
     from mlops.plan import diff
     from mlops.providers import factory
@@ -178,14 +179,15 @@ def plan(
     last = applied.read(applied.path_in(ws.state_dir))
     names = sorted({item.name for item in loaded} | set(last))
     live = refresh.refresh(factory.registry(ws), _runtime(ws), names, last)
-    made = diff.diff(
-        desired,
-        live,
-        workspace=str(ws.root),
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        spec_digest=load.spec_digest(loaded),
-        allow_delete=allow_delete,
-    )
+    with gcpause.paused():  # the diff allocates many small, long-lived objects (see gcpause)
+        made = diff.diff(
+            desired,
+            live,
+            workspace=str(ws.root),
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            spec_digest=load.spec_digest(loaded),
+            allow_delete=allow_delete,
+        )
     return made.model_copy(update={"refreshed": names})
 
 
