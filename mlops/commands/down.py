@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from mlops import cli
+from mlops.commands import common
 
 EPILOG = """\b
 Examples:
@@ -19,14 +18,7 @@ nothing runs is not an error. The registry, staged models and Prometheus data ar
 
 
 @click.command(epilog=EPILOG, short_help="Stop the local target's processes.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help='text: one line per process; json: {"engine": bool, "prometheus": bool}.',
-)
+@common.format_option('text: one line per process; json: {"engine": bool, "prometheus": bool}.')
 @click.pass_context
 def command(ctx: click.Context, fmt: str) -> None:
     """Stop the engine processes and Prometheus started for this workspace. Idempotent."""
@@ -34,7 +26,9 @@ def command(ctx: click.Context, fmt: str) -> None:
 
     stopped = api.down(workspace=cli.run_context(ctx).workspace)
     if fmt == "json":
-        click.echo(json.dumps({"engine": stopped["engine"], "prometheus": stopped["prometheus"]}))
+        common.echo_json(
+            {"engine": stopped["engine"], "prometheus": stopped["prometheus"]}, indent=None
+        )
         return
     for name in ("engine", "prometheus"):
         click.echo(f"{name}: {'stopped' if stopped[name] else 'not running'}")

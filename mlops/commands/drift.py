@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
 from mlops import api, cli, errors
+from mlops.commands import common
 from mlops.drift import hook, report
 
 EXIT_DRIFT = 2
@@ -42,14 +42,7 @@ Exit codes: 0 no drift, 2 drift, 1 error (bad input, or the on_drift command fai
     type=click.Path(dir_okay=False),
     help="Write a self-contained HTML report with plots here (inside the workspace).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Output on stdout.",
-)
+@common.format_option("Output on stdout.")
 @click.option(
     "--run-hook", is_flag=True, help="Run the spec's on_drift command when drift is found."
 )
@@ -84,7 +77,7 @@ def command(
         progress=_progress if sys.stderr.isatty() else None,
     )
     if fmt == "json":
-        click.echo(json.dumps(report.to_json(outcome), indent=2))
+        common.echo_json(report.to_json(outcome))
     else:
         click.echo(report.to_text(outcome))
     if run_hook and outcome.hook_command is None and outcome.result.has_drift:

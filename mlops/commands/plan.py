@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mlops import api, cli, errors
+from mlops.commands import common
 from mlops.render import base
 
 EPILOG = """\b
@@ -31,13 +32,9 @@ no changes, 2 means changes.
     default=None,
     help="Save the plan as JSON to this file (inside the workspace).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(base.FORMATS),
-    default="text",
-    show_default=True,
-    help="text (Terraform-like), json (docs/plan-json.md) or markdown (a PR comment).",
+@common.format_option(
+    "text (Terraform-like), json (docs/plan-json.md) or markdown (a PR comment).",
+    base.FORMATS,
 )
 @click.option(
     "--detailed-exitcode", is_flag=True, help="Exit 0 when there are no changes, 2 when there are."

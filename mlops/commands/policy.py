@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from mlops import api, cli, errors
+from mlops.commands import common
 from mlops.policy import evaluate
 
 CHECK_EPILOG = """\b
@@ -43,14 +42,7 @@ def command() -> None:
     default=None,
     help="Policy directory or file (default: the workspace's policies/, else built-in rules).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text for people, json for tools (stable, documented in docs/policy.md).",
-)
+@common.format_option("text for people, json for tools (stable, documented in docs/policy.md).")
 @click.option("--strict", is_flag=True, help="Fail on warnings too.")
 @click.pass_context
 def check(
@@ -60,7 +52,7 @@ def check(
     run = cli.run_context(ctx)
     outcome = api.policy_check(planfile, policy=policy_dir, workspace=run.workspace)
     if fmt == "json":
-        click.echo(json.dumps(outcome.to_json(strict=strict), indent=2))
+        common.echo_json(outcome.to_json(strict=strict))
     else:
         click.echo(_text(outcome, strict=strict))
     result = outcome.result

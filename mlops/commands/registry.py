@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
 from mlops import api, cli, errors
+from mlops.commands import common
 from mlops.state import models as state
 
 # Version of the --format json documents; bump only with a compatible change.
 JSON_FORMAT_VERSION = 1
 
-FORMAT = click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text: tables; json: one stable document on stdout.",
-)
+FORMAT = common.format_option("text: tables; json: one stable document on stdout.")
 
 
 @click.group(
@@ -48,7 +41,7 @@ def list_(ctx: click.Context, fmt: str) -> None:
             "format_version": JSON_FORMAT_VERSION,
             "models": [_model(m) for m in models.values()],
         }
-        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+        common.echo_json(doc, sort_keys=True)
         return
     if not models:
         click.echo("The registry holds no models.")
@@ -90,7 +83,7 @@ def show(ctx: click.Context, ref: str, fmt: str) -> None:
     model = api.registry_show(name, version or None, cli.run_context(ctx).workspace)
     if fmt == "json":
         doc = {"format_version": JSON_FORMAT_VERSION, "model": _model(model)}
-        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+        common.echo_json(doc, sort_keys=True)
         return
     _show_text(model)
 

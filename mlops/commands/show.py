@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mlops import api
+from mlops.commands import common
 from mlops.render import base
 
 EPILOG = """\b
@@ -19,13 +20,9 @@ Examples:
 
 @click.command(epilog=EPILOG, short_help="Render a saved plan file.")
 @click.argument("planfile", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(base.FORMATS),
-    default="text",
-    show_default=True,
-    help="text (Terraform-like), json (docs/plan-json.md) or markdown (a PR comment).",
+@common.format_option(
+    "text (Terraform-like), json (docs/plan-json.md) or markdown (a PR comment).",
+    base.FORMATS,
 )
 def command(planfile: Path, fmt: str) -> None:
     """Render PLANFILE (written by `mlops plan -o`) exactly as `mlops plan` printed it."""

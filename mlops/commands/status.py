@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from mlops import api, cli
+from mlops.commands import common
 
 EPILOG = """\b
 Examples:
@@ -21,14 +20,7 @@ and the workspace lock if one is held. The JSON document is described in docs/st
 
 @click.command(epilog=EPILOG, short_help="Live versions, weights, gate history, rollouts.")
 @click.argument("name", required=False)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text for people, json for tools.",
-)
+@common.format_option("text for people, json for tools.")
 @click.pass_context
 def command(ctx: click.Context, name: str | None, fmt: str) -> None:
     """Live versions, weights, replicas, gate history and the current rollout."""
@@ -37,6 +29,6 @@ def command(ctx: click.Context, name: str | None, fmt: str) -> None:
     run = cli.run_context(ctx)
     document = api.status(name, workspace=run.workspace)
     if fmt == "json":
-        click.echo(json.dumps(document, indent=2, sort_keys=False))
+        common.echo_json(document)
     else:
         click.echo(status.render_text(document), nl=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import click
 
 from mlops import cli, errors, workspace
+from mlops.commands import common
 from mlops.spec import load
 
 # Version of the --format json document; bump only with a compatible change.
@@ -29,14 +29,7 @@ spec is valid, 1 otherwise.
 
 @click.command(epilog=EPILOG, short_help="Load and check spec files.")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text: problems on stderr; json: one document on stdout.",
-)
+@common.format_option("text: problems on stderr; json: one document on stdout.")
 @click.option(
     "--check-files",
     is_flag=True,
@@ -66,7 +59,7 @@ def command(ctx: click.Context, paths: tuple[Path, ...], fmt: str, check_files: 
     except errors.SpecError as exc:
         problems.extend(p for p in exc.problems if isinstance(p, load.Problem))
     if fmt == "json":
-        click.echo(json.dumps(_document(root, loaded, problems), indent=2, sort_keys=True))
+        common.echo_json(_document(root, loaded, problems), sort_keys=True)
     else:
         _text(loaded, problems)
     if problems:
