@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-from mlops import errors
+from mlops import errors, pids
 
 LOCK_FILE = "lock.json"
 
@@ -39,7 +39,7 @@ class LockInfo:
         """Whether the holder process still runs; None when it is on another host."""
         if self.host != socket.gethostname():
             return None
-        return _pid_alive(self.pid)
+        return pids.pid_running(self.pid)
 
     def describe(self) -> str:
         text = f"lock {self.id} held by {self.holder} since {self.since} ({self.operation}"
@@ -150,21 +150,6 @@ def unlock(state_dir: Path, lock_id: str) -> LockInfo:
         )
     (state_dir / LOCK_FILE).unlink(missing_ok=True)
     return current
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0); treat it as dead.
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _user() -> str:

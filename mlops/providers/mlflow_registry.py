@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mlops import errors, gcpause
+from mlops import errors, gcpause, pids
 from mlops.providers import artifact_refs, mlflow_session, onnx_artifact
 from mlops.providers import mlflow_tags as tags
 from mlops.spec import models as spec
@@ -220,7 +220,7 @@ class MlflowRegistry:
         host, _, pid = tags.pending_owner(entity).rpartition(":")
         if host == socket.gethostname() and pid.isdigit():
             # Registrations in one process run one at a time: our own pid means a leftover.
-            return int(pid) == os.getpid() or not _alive(int(pid))
+            return int(pid) == os.getpid() or not pids.pid_exists(int(pid))
         age = time.time() - (entity.creation_timestamp or 0) / 1000
         return age > STALE_PENDING_SECONDS
 
@@ -309,13 +309,3 @@ class MlflowRegistry:
         # version deleted and re-made by hand gets a new number.
         key = f"{version.name}/{version.semver}/{version.registry_version}"
         return self.session.fetch(source, file_name, key, fresh=fresh)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
