@@ -22,28 +22,21 @@ from pathlib import Path
 
 import numpy as np
 
+# Run as a script: the repository root on the path for tests.support's model trainer.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from mlops.providers import mlflow_tags as tags
 from mlops.providers.mlflow_registry import MlflowRegistry
 from mlops.spec import models as spec
+from tests.support import logistic_onnx
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS-registry.md"
 
 
 def train(path: Path) -> None:
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType
-    from sklearn.linear_model import LogisticRegression
-
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 4)).astype(np.float32)
-    model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(np.int64))
-    onx = to_onnx(
-        model,
-        initial_types=[("input", FloatTensorType([None, 4]))],
-        options={id(model): {"zipmap": False}},
-        target_opset=17,
-    )
-    path.write_bytes(onx.SerializeToString())
+    path.write_bytes(logistic_onnx(x, (x[:, 0] > 0).astype(np.int64))[1])
 
 
 def deployment(name: str, version: str) -> spec.ModelDeployment:

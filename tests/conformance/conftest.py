@@ -16,6 +16,7 @@ from mlops.providers.local_runtime import LocalRuntime
 from mlops.spec import models as spec
 from mlops.workspace import Workspace
 from tests.runtime import support
+from tests.support import logistic_onnx
 
 FEATURES = 8
 
@@ -37,25 +38,15 @@ class Trained:
 def train(root: Path, name: str, *, shuffle_labels: bool) -> Trained:
     """LogisticRegression on a separable problem, exported with skl2onnx. With shuffled labels
     it learns nothing: the broken model that conformance must stop."""
-    from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType
-    from sklearn.linear_model import LogisticRegression
-
     rng = np.random.default_rng(42)
     x = rng.normal(size=(2400, FEATURES)).astype(np.float32)
     y = (x[:, 0] - 0.8 * x[:, 2] + 0.3 * x[:, 5] > 0).astype(np.int64)
     x_train, y_train, x_val, y_val = x[:2000], y[:2000], x[2000:], y[2000:]
     if shuffle_labels:
         y_train = rng.permutation(y_train)
-    model = LogisticRegression().fit(x_train, y_train)
-    onx = convert_sklearn(
-        model,
-        initial_types=[("input", FloatTensorType([None, FEATURES]))],
-        options={id(model): {"zipmap": False}},
-        target_opset=17,
-    )
+    model, onnx_bytes = logistic_onnx(x_train, y_train)
     artifact = root / f"{name}.onnx"
-    artifact.write_bytes(onx.SerializeToString())
+    artifact.write_bytes(onnx_bytes)
     validation = root / f"{name}-val.npz"
     np.savez(validation, input=x_val, labels=y_val)
     return Trained(artifact, validation, float(model.score(x_val, y_val)))

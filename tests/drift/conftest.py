@@ -10,17 +10,17 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mlops import cli
 from mlops import workspace as ws_module
 from mlops.providers import factory
 from mlops.spec import load
+from tests import support
+from tests.support import Runner
 
 NAME = "scorer"
 VERSION = "1.0.0"
@@ -68,20 +68,8 @@ def live(seed: int, shift: dict[int, float] | None = None, rows: int = ROWS) -> 
 
 
 def _onnx_model() -> bytes:
-    from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType
-    from sklearn.linear_model import LogisticRegression
-
     x = live(1)
-    y = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
-    model = LogisticRegression().fit(x, y)
-    onx = convert_sklearn(
-        model,
-        initial_types=[("input", FloatTensorType([None, FEATURES]))],
-        options={id(model): {"zipmap": False}},
-        target_opset=17,
-    )
-    return bytes(onx.SerializeToString())
+    return support.logistic_onnx(x, (x[:, 0] + x[:, 1] > 0).astype(np.int64))[1]
 
 
 @pytest.fixture(scope="session")
@@ -105,16 +93,6 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-Runner = Callable[..., Result]
-
-
 @pytest.fixture
 def ws(registered: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """cwd = the registered workspace; files a test leaves at the top level are removed."""
@@ -132,17 +110,7 @@ def ws(registered: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def run(capsys: pytest.CaptureFixture[str]) -> Runner:
     """The real CLI entry point (`mlops.cli.main`) in-process, with captured output."""
 
-    def invoke(*args: str) -> Result:
-        capsys.readouterr()
-        try:
-            cli.main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return invoke
+    return support.cli_runner(capsys)
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from mlops.spec import models as spec
+from tests.support import logistic_onnx
 
 FEATURES = 4
 SIGNATURE: dict[str, Any] = {
@@ -21,21 +22,10 @@ SIGNATURE: dict[str, Any] = {
 
 def train(path: Path, seed: int, *, zipmap: bool = False, features: int = FEATURES) -> None:
     """A logistic regression exported to ONNX; different seeds give different bytes."""
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType
-    from sklearn.linear_model import LogisticRegression
-
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(200, features)).astype(np.float32)
     y = (x[:, 0] + 0.3 * x[:, 1] > 0).astype(np.int64)
-    model = LogisticRegression().fit(x, y)
-    onx = to_onnx(
-        model,
-        initial_types=[("input", FloatTensorType([None, features]))],
-        options={id(model): {"zipmap": zipmap}},
-        target_opset=17,
-    )
-    path.write_bytes(onx.SerializeToString())
+    path.write_bytes(logistic_onnx(x, y, zipmap=zipmap)[1])
 
 
 def validation(path: Path, seed: int = 7, rows: int = 300) -> np.ndarray[Any, Any]:

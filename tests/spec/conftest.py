@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from mlops import cli
+from tests import support
+from tests.support import Runner
 
 # A valid spec whose line numbers the bad-spec table refers to (line 1 is apiVersion).
 GOOD = """\
@@ -52,13 +51,6 @@ def good(name: str = "fraud-scorer", version: str = "1.0.0") -> str:
     )
 
 
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-
 @pytest.fixture
 def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A workspace (tmp/ws) with mlops.yaml, an artifact and validation data; cwd is the root.
@@ -79,24 +71,11 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-Runner = Callable[..., Result]
-
-
 @pytest.fixture
 def run(capsys: pytest.CaptureFixture[str]) -> Runner:
     """Run the real CLI entry point (`mlops.cli.main`) in-process and capture its output."""
 
-    def invoke(*args: str) -> Result:
-        capsys.readouterr()
-        try:
-            cli.main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return invoke
+    return support.cli_runner(capsys)
 
 
 def snapshot(root: Path) -> dict[str, tuple[bool, int, int]]:
