@@ -6,27 +6,16 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from mlops import cli
+from tests import support
+from tests.support import Runner
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAINER = ROOT / "examples" / "train.py"
 EXAMPLE_SPEC = ROOT / "specs" / "fraud-scorer.yaml"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-Runner = Callable[..., Result]
 
 
 @pytest.fixture(scope="session")
@@ -79,17 +68,7 @@ def mlops(
     monkeypatch.chdir(workspace)
     monkeypatch.setenv("NO_COLOR", "1")
 
-    def run(*argv: str) -> Result:
-        capsys.readouterr()
-        try:
-            cli.main(list(argv))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
+    return support.cli_runner(capsys)
 
 
 def set_version(spec_file: Path, version: str, replace: dict[str, str] | None = None) -> None:
