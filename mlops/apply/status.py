@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlops import errors
 from mlops.apply import journal, lock, recorders
 from mlops.apply import target as target_
 from mlops.state import models as state
@@ -24,6 +25,10 @@ def collect(target: target_.Target, name: str | None = None) -> dict[str, Any]:
     reachable = target.runtime.reachable()
     runtime = target.runtime.refresh(names) if reachable else {}
     rollouts = recorders.read_rollouts(ws.state_dir)
+    if name is not None and name not in registry and name not in runtime and name not in rollouts:
+        raise errors.UsageError(
+            f"model {name!r} is not registered, served or rolled out in this workspace"
+        )
     every = sorted(set(registry) | set(runtime) | ({name} if name else set(rollouts)))
     held = lock.read(ws.state_dir)
     run = journal.Journal.current(ws.state_dir)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from mlops import cli
+from mlops import cli, errors
 
 
 @click.command(
@@ -78,6 +78,9 @@ def command(
 ) -> None:
     """Run the mlops engine (V2 inference protocol) in the foreground until SIGTERM."""
     workspace = Path(cli.run_context(ctx).workspace or ".")
+    if repository is not None and not repository.is_dir():
+        # An explicit repository that is missing is a typo, not an empty engine.
+        raise errors.UsageError(f"model repository {str(repository)!r} is not a directory")
     from mlops import serving
 
     config = serving.ServeConfig(
