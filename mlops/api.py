@@ -385,12 +385,9 @@ def manifests(
     model_version: int | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """The Kubernetes objects (and Triton config) the kubernetes target would apply, per spec."""
-    import os
-
     from mlops import workspace as ws_mod
     from mlops.providers import kubernetes
 
     ws = ws_mod.open_workspace(workspace)
-    env = {**os.environ, **({"MLOPS_K8S_ENGINE": engine} if engine else {})}
-    options = kubernetes.options_for(ws, env)
+    options = kubernetes.options_for(ws, engine=engine)
     return kubernetes.render_workspace(ws, paths, options, model_version=model_version)

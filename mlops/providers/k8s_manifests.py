@@ -33,7 +33,7 @@ GPU = "nvidia.com/gpu"
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 # Every managed object carries this; refresh lists by it (one call per kind).
 SELECTOR = f"{MANAGED_BY}=mlops"
-_IMAGE = re.compile(r"^[a-z0-9]+([._/:-][a-z0-9]+)*(:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
+_IMAGE = spec.IMAGE_REFERENCE  # the same rule mlops.yaml is validated with
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 

@@ -27,32 +27,50 @@ from mlops.spec import models as spec
 from mlops.state import models as state
 
 APPS, ROUTES = "apps/v1", f"{m.GATEWAY_GROUP}/v1"
-# Environment knobs for what mlops.yaml has no key for yet (see docs/kubernetes.md).
-ENV = "MLOPS_K8S_"
+# Variables that used to stand in for mlops.yaml keys, and the key that replaced each: a set
+# one is refused rather than silently ignored.
+RETIRED_ENV = {
+    "MLOPS_K8S_ENGINE": "engine",
+    "MLOPS_K8S_TRITON_IMAGE": "image",
+    "MLOPS_K8S_ENGINE_IMAGE": "image",
+    "MLOPS_K8S_ENGINE_DIGEST": "image (NAME@sha256:...)",
+    "MLOPS_K8S_FETCH_IMAGE": "fetch_image",
+    "MLOPS_K8S_REGISTRY_URI": "registry_uri",
+    "MLOPS_K8S_HOSTNAMES": "hostnames",
+    "MLOPS_K8S_ACCELERATOR_LABEL": "accelerator_label",
+}
 
 
-def options_for(ws: workspace_.Workspace, env: Mapping[str, str] | None = None) -> m.Options:
-    """Options from mlops.yaml `kubernetes` (context, namespace, gateway_ref) and MLOPS_K8S_*."""
+def options_for(
+    ws: workspace_.Workspace,
+    *,
+    engine: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> m.Options:
+    """Options from mlops.yaml `kubernetes`; `engine` (`mlops manifests --engine`) wins over
+    its `engine` key. The registry as pods see it defaults to the top-level `registry_uri`."""
     env = os.environ if env is None else env
+    for name, key in RETIRED_ENV.items():
+        if name in env:
+            raise errors.ConfigError(
+                f"{name} is no longer read: set kubernetes.{key} in mlops.yaml instead"
+            )
     config = ws.config.kubernetes
-    registry = env.get(f"{ENV}REGISTRY_URI") or ws.config.registry_uri or ""
-    digest = env.get(f"{ENV}ENGINE_DIGEST") or None
-    hosts = tuple(h for h in env.get(f"{ENV}HOSTNAMES", "").split(",") if h)
-    engine = env.get(f"{ENV}ENGINE", "triton")
-    if engine not in ("triton", "mlops"):
-        raise errors.ConfigError(f"{ENV}ENGINE must be 'triton' or 'mlops', not {engine!r}")
+    chosen = engine or config.engine
+    if chosen not in ("triton", "mlops"):
+        raise errors.ConfigError(f"engine must be 'triton' or 'mlops', not {chosen!r}")
     defaults = m.Options()
+    image = config.image
     return m.Options(
         namespace=config.namespace,
         gateway=m.GatewayRef.parse(config.gateway_ref) if config.gateway_ref else None,
-        engine="triton" if engine == "triton" else "mlops",
-        triton_image=env.get(f"{ENV}TRITON_IMAGE") or defaults.triton_image,
-        engine_image=env.get(f"{ENV}ENGINE_IMAGE") or defaults.engine_image,
-        engine_digest=digest,
-        fetch_image=env.get(f"{ENV}FETCH_IMAGE") or defaults.fetch_image,
-        registry_uri=registry or defaults.registry_uri,
-        accelerator_label=env.get(f"{ENV}ACCELERATOR_LABEL") or defaults.accelerator_label,
-        hostnames=hosts,
+        engine="triton" if chosen == "triton" else "mlops",
+        triton_image=image if image and chosen == "triton" else defaults.triton_image,
+        engine_image=image if image and chosen == "mlops" else defaults.engine_image,
+        fetch_image=config.fetch_image or defaults.fetch_image,
+        registry_uri=config.registry_uri or ws.config.registry_uri or defaults.registry_uri,
+        accelerator_label=config.accelerator_label or defaults.accelerator_label,
+        hostnames=tuple(config.hostnames),
     )
 
 
@@ -310,8 +328,8 @@ class KubernetesRuntime:
     def _check_registry(self) -> None:
         if not self.options.registry_uri.startswith(("http://", "https://", "databricks")):
             raise errors.ConfigError(
-                "pods fetch models from the registry: set registry_uri (or MLOPS_K8S_REGISTRY_URI) "
-                "to an MLflow server the cluster reaches"
+                "pods fetch models from the registry: set kubernetes.registry_uri "
+                "in mlops.yaml to an MLflow server the cluster reaches"
             )
 
     def _spec(self, name: str, version: state.RegistryVersion) -> spec.ModelDeployment:

@@ -31,6 +31,14 @@ _TENSOR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]{0,127}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _QUANTITY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?$")
 _ACCELERATOR = re.compile(r"^(none|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$")
+# Container image reference: [registry/]path[:tag][@sha256:digest], lower-case path.
+IMAGE_REFERENCE = re.compile(
+    r"^[a-z0-9]+([._/:-][a-z0-9]+)*(:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
+)
+_CLUSTER_REGISTRY = re.compile(r"^(https?://[^\s/]+[^\s]*|databricks(://[^\s]*)?)$")
+_DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*"
+_HOSTNAME = re.compile(rf"^(\*\.)?{_DNS_SUBDOMAIN}$")
+_LABEL_KEY = re.compile(rf"^({_DNS_SUBDOMAIN}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?$")
 
 
 class Frozen(BaseModel):
@@ -415,9 +423,47 @@ class WorkspaceServe(Frozen):
 
 
 class WorkspaceKubernetes(Frozen):
+    """The kubernetes target's cluster-side settings (docs/kubernetes.md)."""
+
     context: str | None = None
     namespace: DnsName = "default"
     gateway_ref: str | None = None
+    engine: Literal["triton", "mlops"] = "triton"
+    image: str | None = None  # the engine's image; default: a Triton release or mlops-engine
+    fetch_image: str | None = None  # an image with the `mlflow` CLI (init container)
+    registry_uri: str | None = None  # the registry as pods reach it; default: top-level key
+    hostnames: list[str] = Field(default_factory=list)
+    accelerator_label: str | None = None  # node label carrying the GPU model
+
+    @field_validator("image", "fetch_image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        if value is not None and not IMAGE_REFERENCE.match(value):
+            raise ValueError(f"{value!r} is not an image reference such as repo/name:tag")
+        return value
+
+    @field_validator("registry_uri")
+    @classmethod
+    def _registry(cls, value: str | None) -> str | None:
+        # Pods download artifacts themselves: only a server URI works from inside a cluster.
+        if value is not None and not _CLUSTER_REGISTRY.match(value):
+            raise ValueError("kubernetes.registry_uri must be an http(s):// or databricks URI")
+        return value
+
+    @field_validator("hostnames")
+    @classmethod
+    def _hostnames(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not _HOSTNAME.match(host) or len(host) > 253:
+                raise ValueError(f"{host!r} is not a hostname (wildcard only as '*.' prefix)")
+        return value
+
+    @field_validator("accelerator_label")
+    @classmethod
+    def _label(cls, value: str | None) -> str | None:
+        if value is not None and not _LABEL_KEY.match(value):
+            raise ValueError(f"{value!r} is not a label key such as example.com/gpu")
+        return value
 
 
 class WorkspaceConfig(Frozen):

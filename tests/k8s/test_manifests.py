@@ -152,24 +152,3 @@ def test_names_are_dns_labels() -> None:
     assert len(long) <= 63 and long[0].isalpha() and long[-1].isalnum()
     assert m.workload_name("x", "1.0.0-rc.1") != m.workload_name("x", "1.0.0-rc-1")
     assert m.label_value("1.0.0+build.5") == "1.0.0_build.5"
-
-
-def test_options_from_workspace_and_environment(tmp_path: Any) -> None:
-    from mlops import workspace
-
-    (tmp_path / "mlops.yaml").write_text(
-        "target: kubernetes\nregistry_uri: http://mlflow:5000\n"
-        "kubernetes: {namespace: serving, gateway_ref: infra/public}\n"
-    )
-    ws = workspace.open_workspace(tmp_path)
-    opts = k8s.options_for(
-        ws, {"MLOPS_K8S_ENGINE": "mlops", "MLOPS_K8S_HOSTNAMES": "a.example.com"}
-    )
-    assert (opts.namespace, opts.gateway, opts.engine) == (
-        "serving",
-        m.GatewayRef("public", "infra"),
-        "mlops",
-    )
-    assert opts.registry_uri == "http://mlflow:5000" and opts.hostnames == ("a.example.com",)
-    with pytest.raises(errors.ConfigError, match="MLOPS_K8S_ENGINE"):
-        k8s.options_for(ws, {"MLOPS_K8S_ENGINE": "torchserve"})

@@ -30,7 +30,11 @@ def runtime(
     k8s_workspace: Path, server: ApiServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> k8s.KubernetesRuntime:
     monkeypatch.setenv("KUBECONFIG", str(server.kubeconfig(tmp_path / "kubeconfig")))
-    monkeypatch.setenv("MLOPS_K8S_REGISTRY_URI", "http://mlflow.mlops.svc:5000")
+    # Pods reach the registry by its Service name, not the workspace's local address.
+    (k8s_workspace / "mlops.yaml").write_text(
+        "target: kubernetes\nkubernetes: {namespace: models, gateway_ref: gateways/inference,"
+        " registry_uri: 'http://mlflow.mlops.svc:5000'}\n"
+    )
     runtime = factory.runtime(workspace.open_workspace(k8s_workspace))
     assert isinstance(runtime, k8s.KubernetesRuntime)
     runtime.poll_seconds = 0.01
