@@ -220,7 +220,7 @@ class MlflowRegistry:
         host, _, pid = tags.pending_owner(entity).rpartition(":")
         if host == socket.gethostname() and pid.isdigit():
             # Registrations in one process run one at a time: our own pid means a leftover.
-            return int(pid) == os.getpid() or not pids.pid_exists(int(pid))
+            return int(pid) == os.getpid() or not pids.pid_running(int(pid))
         age = time.time() - (entity.creation_timestamp or 0) / 1000
         return age > STALE_PENDING_SECONDS
 
