@@ -5,8 +5,8 @@ nothing."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,10 +43,8 @@ def test_plan_on_a_fresh_workspace_creates_no_registry(tmp_path: Path) -> None:
     (root / "specs").mkdir(parents=True)
     (root / "mlops.yaml").write_text("target: local\n")
     (root / "specs" / "fraud-scorer.yaml").write_text(good())
-    mlops = shutil.which("mlops")
-    assert mlops is not None
     result = subprocess.run(
-        [mlops, "-C", str(root), "plan", "--format", "json"],
+        [sys.executable, "-m", "mlops", "-C", str(root), "plan", "--format", "json"],
         capture_output=True,
         text=True,
         timeout=120,
