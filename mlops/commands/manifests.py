@@ -18,7 +18,8 @@ Examples:
   mlops manifests --model-version 3        a version not registered yet (Triton version 3)
 
 Cluster settings come from mlops.yaml `kubernetes` (namespace, gateway_ref, engine, image,
-fetch_image, registry_uri, hostnames; docs/kubernetes.md). The route sends all traffic to the spec's version.
+fetch_image, registry_uri, hostnames; docs/kubernetes.md). The route sends all traffic to
+the spec's version.
 """
 
 
