@@ -84,7 +84,10 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
 
 
 def window(t: Target) -> float:
-    return time.monotonic() - t.started + 1.0
+    # Everything since the fixture's first snapshot. The provider starts a window at the
+    # newest snapshot at least 75% of the window old, so a window barely longer than the
+    # module's run could start at a later snapshot; a generous margin cannot.
+    return 4 * (time.monotonic() - t.started) + 60.0
 
 
 def wait_for_scrape(metrics: Metrics, model: str, version: str, want: float) -> Sample:
