@@ -117,7 +117,12 @@ class Engine:
 
     async def _load_all(self) -> None:
         remembered = self._remembered()
-        todo = remembered or [(n, v, None) for n, v in self.repository.on_disk()]
+        if self.config.load_all:
+            # Everything on disk, with the settings a load request gave a version last time.
+            known = {(n, v): raw for n, v, raw in remembered}
+            todo = [(n, v, known.get((n, v))) for n, v in self.repository.on_disk()]
+        else:
+            todo = remembered
         try:
             for name, version, settings in todo:
                 try:

@@ -186,3 +186,35 @@ def test_a_restarted_worker_comes_back_with_its_versions_and_table(tmp_path: Pat
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_load_all_still_loads_every_version_on_disk(tmp_path: Path) -> None:
+    # The remembered set (from a controller's earlier loads) must not hide versions that
+    # were added to the repository since: --load-all means everything on disk.
+    repo, state = tmp_path / "repo", tmp_path / "state"
+    for i, version in enumerate(("1.0.0", "1.1.0")):
+        fixtures.write_version(
+            repo, "m", version, fixtures.classifier_bytes(i), fixtures.classifier_settings()
+        )
+    state.mkdir()
+    (state / "loaded-0.json").write_text(
+        json.dumps([{"name": "m", "version": "1.0.0", "settings": None}])
+    )
+    port, admin = free_port(), free_port()
+    command = [
+        *MLOPS, "serve", "--repository", str(repo), "--port", str(port),
+        "--admin-port", str(admin), "--state-dir", str(state),
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{admin}"
+    try:
+        _wait(lambda: httpx.get(url + "/v2/health/ready").status_code == 200)
+        index = httpx.post(url + "/v2/repository/index", json={}).json()
+        assert {(e["version"], e["state"]) for e in index} == {
+            ("1.0.0", "READY"),
+            ("1.1.0", "READY"),
+        }
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
