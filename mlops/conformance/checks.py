@@ -36,7 +36,7 @@ def sha256_of(path: Path) -> str:
 
 
 def predictions(output: Array) -> Array:
-    """DESIGN.md: the argmax of the first output when it is 2-D (one column: that column),
+    """docs/design.md: the argmax of the first output when it is 2-D (one column: that column),
     else the output itself."""
     if output.ndim == 2 and output.shape[1] > 1:
         return np.asarray(np.argmax(output, axis=1))
