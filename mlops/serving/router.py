@@ -11,11 +11,12 @@ import contextlib
 import json
 import os
 import random
-import re
 from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import semver
 
 from mlops.serving.errors import BadRequest, Conflict, NotFound
 from mlops.serving.version import ModelVersion
@@ -217,9 +218,11 @@ def _shadow(raw: Any) -> tuple[str, float] | None:
     return raw["version"], float(percent)
 
 
-def semver_key(version: str) -> tuple[Any, ...]:
-    """Order versions like semver (1.10.0 after 1.9.0); non-numeric parts sort as text."""
-    core, _, pre = version.partition("-")
-    parts = [int(p) if p.isdigit() else -1 for p in re.split(r"[.+]", core)]
-    # A release sorts after its pre-releases.
-    return (parts, pre == "", pre)
+def semver_key(version: str) -> tuple[int, Any]:
+    """Semver order by the `semver` library, as the controller orders them
+    (`providers/runtime_view.semver_key`): 1.0.0-rc.9 < 1.0.0-rc.10 < 1.0.0. A name that is
+    not a semantic version sorts before every one that is, by its text."""
+    try:
+        return (1, semver.Version.parse(version))
+    except ValueError:
+        return (0, version)
