@@ -190,7 +190,15 @@ def same_process(pid: int, create_time: float) -> bool:
 
 
 def _free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """True when the engine could listen on host:port.
+
+    Probes the way the engine binds (SO_REUSEADDR), so the TIME_WAIT sockets a stopped engine
+    leaves for a minute are no obstacle while any listener is, including a SO_REUSEPORT one
+    (the probe does not set SO_REUSEPORT, so it never joins another program's port).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

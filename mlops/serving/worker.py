@@ -28,7 +28,8 @@ def ensure_free(host: str, port: int) -> None:
     """Refuse a port someone already listens on.
 
     SO_REUSEPORT would otherwise let this engine silently join another process's port and
-    take half of its connections.
+    take half of its connections. The probe binds as `bind` does but without SO_REUSEPORT:
+    TIME_WAIT sockets of a stopped engine pass (SO_REUSEADDR), any listener fails.
     """
     probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
@@ -62,7 +63,7 @@ def _write_state(config: ServeConfig, index: int, admin_port: int) -> Path:
     doc = {
         "index": index,
         "pid": os.getpid(),
-        "admin_url": f"http://{config.host}:{admin_port}",
+        "admin_url": f"http://{config.admin_host}:{admin_port}",
         "url": f"http://{config.host}:{config.port}",
     }
     tmp = path.with_suffix(".tmp")
@@ -76,20 +77,26 @@ async def _serve(config: ServeConfig, index: int) -> None:
     if config.replicas <= 1:
         ensure_free(config.host, config.port)  # the supervisor checks for replicas
     sockets = []
-    for port, reuse in ((config.port, True), (admin_port, False)):
+    # The data plane on `host`; the admin socket on `admin_host` (loopback by default).
+    for host, port, reuse in (
+        (config.host, config.port, True),
+        (config.admin_host, admin_port, False),
+    ):
         try:
-            sockets.append(bind(config.host, port, reuse))
+            sockets.append(bind(host, port, reuse))
         except OSError as exc:
             raise errors.UsageError(
-                f"cannot listen on {config.host}:{port}: {exc.strerror or exc}"
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}"
             ) from None
+    engine = Engine(
+        config,
+        routing_file=config.state_dir / f"routing-{index}.json",
+        loaded_file=config.state_dir / f"loaded-{index}.json",
+    )
+    engine.serve_admin_on(sockets[1].getsockname()[1])
     server = uvicorn.Server(
         uvicorn.Config(
-            Engine(
-                config,
-                routing_file=config.state_dir / f"routing-{index}.json",
-                loaded_file=config.state_dir / f"loaded-{index}.json",
-            ),
+            engine,
             http="httptools",
             loop="none",  # already running on uvloop
             lifespan="on",
