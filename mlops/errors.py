@@ -38,14 +38,6 @@ class RegistryError(MlopsError):
     """The model registry refused an operation or holds inconsistent data."""
 
 
-class ArtifactError(MlopsError):
-    """An artifact is missing, not ONNX, escapes the workspace or fails its checksum."""
-
-
-class SignatureMismatchError(ArtifactError):
-    """The artifact's graph does not match the declared signature."""
-
-
 class PlanError(MlopsError):
     """The specs cannot be turned into a safe plan (e.g. a breaking change with a minor bump)."""
 
@@ -76,3 +68,16 @@ class TransientError(MlopsError):
 
 class PermanentError(MlopsError):
     """Retrying will not help: stop and report."""
+
+
+class ArtifactError(PermanentError):
+    """An artifact is missing, not ONNX, escapes the workspace or fails its checksum: the
+    file has to change before anything can succeed."""
+
+
+class SignatureMismatchError(ArtifactError):
+    """The artifact's graph does not match the declared signature."""
+
+
+class VersionConflictError(RegistryError, PermanentError):
+    """The semver is already registered with other bytes (released versions are immutable)."""

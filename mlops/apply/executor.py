@@ -92,8 +92,8 @@ class Executor:
             except errors.MlopsError as exc:
                 self.hooks.on_action_end(action, "failed", exc.message)
                 raise errors.MlopsError(
-                    f"{action.id} failed: {exc.message} (run {self.run.run_id}; re-run the same "
-                    f"apply to resume, or `mlops rollback {model}`)",
+                    f"{action.id} failed: {exc.message} "
+                    f"(run {self.run.run_id}; {_advice(exc, action.kind, model)})",
                     exit_code=exc.exit_code,
                 ) from exc
             except Exception as exc:
@@ -188,3 +188,13 @@ class Executor:
             # A paused run stays open: `mlops promote` resumes it from the journal.
             self.hooks.on_run_end(self.result.outcome.value)
         return self.result
+
+
+def _advice(exc: errors.MlopsError, kind: t.ActionKind, model: str) -> str:
+    """What to do next. A permanent error (a bad artifact, a version conflict) fails the same
+    way on every re-run, so it is never advertised as resumable."""
+    if isinstance(exc, errors.PermanentError):
+        if kind is t.ActionKind.REGISTER:
+            return "nothing was registered: fix the cause, then plan again"
+        return f"retrying will not help: fix the cause and plan again, or `mlops rollback {model}`"
+    return f"re-run the same apply to resume, or `mlops rollback {model}`"

@@ -146,12 +146,16 @@ class MlflowRegistry:
             # Everything is checked on a private copy before the registry is touched, so a
             # file changing underneath us cannot differ from what was hashed.
             copy = staged / tags.MODEL_FILE
-            shutil.copyfile(self._source_file(artifact), copy)
-            onnx_model = onnx_artifact.load_model(copy)
+            source = self._source_file(artifact)
+            shutil.copyfile(source, copy)
+            # Messages name what the user gave, never the private copy.
+            shown = str(artifact) if _is_models_uri(artifact) else str(source)
+            onnx_model = onnx_artifact.load_model(copy, shown=shown)
             sha256 = onnx_artifact.sha256_file(copy)
             if model.sha256 is not None and model.sha256 != sha256:
                 raise errors.ArtifactError(
-                    f"{name}@{semver}: artifact sha256 is {sha256}, the spec pins {model.sha256}"
+                    f"{name}@{semver}: artifact {shown!r} has sha256 {sha256}, "
+                    f"the spec pins {model.sha256}"
                 )
             onnx_artifact.check_signature(model.signature, onnx_artifact.signature_of(onnx_model))
             existing = self._settle_existing(name, semver, sha256)
@@ -166,7 +170,7 @@ class MlflowRegistry:
 
     def _source_file(self, artifact: Path | str) -> Path:
         text = str(artifact)
-        if text.startswith(artifact_refs.MODELS_SCHEME):
+        if _is_models_uri(artifact):
             ref = artifact_refs.parse_models_uri(text)
             semver = self._resolve_ref(ref)
             return self.artifact_path(ref.name, semver)
@@ -207,7 +211,7 @@ class MlflowRegistry:
             if decoded is not None:
                 if decoded.sha256 == sha256:
                     return decoded
-                raise errors.RegistryError(
+                raise errors.VersionConflictError(
                     f"{name}@{semver} is already registered with sha256 {decoded.sha256}; "
                     f"released versions are immutable (this artifact is {sha256}): bump the version"
                 )
@@ -309,3 +313,7 @@ class MlflowRegistry:
         # version deleted and re-made by hand gets a new number.
         key = f"{version.name}/{version.semver}/{version.registry_version}"
         return self.session.fetch(source, file_name, key, fresh=fresh)
+
+
+def _is_models_uri(artifact: Path | str) -> bool:
+    return str(artifact).startswith(artifact_refs.MODELS_SCHEME)

@@ -36,42 +36,57 @@ _ELEM_TYPES: dict[int, spec.DType] = {
 
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, streamed so large artifacts do not load into memory."""
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def load_model(path: Path) -> Any:
-    """Parse and check an ONNX file; ArtifactError when it is missing or not a usable model."""
+def load_model(path: Path, *, shown: str | None = None) -> Any:
+    """Parse and check an ONNX file; ArtifactError when it is missing or not a usable model.
+    `shown` is how messages name the file (the user's path when `path` is a private copy).
+    Every message is one line: these reach the CLI as they are."""
     import onnx  # heavy: imported only when an artifact is read
 
+    name = repr(str(path) if shown is None else shown)
     if not path.is_file():
-        raise errors.ArtifactError(f"artifact {str(path)!r} does not exist or is not a file")
-    if path.stat().st_size > MAX_ARTIFACT_BYTES:
-        raise errors.ArtifactError(f"artifact {str(path)!r} is larger than 2 GiB")
+        raise errors.ArtifactError(f"artifact {name} does not exist or is not a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise errors.ArtifactError(f"artifact {name} is empty, not an ONNX model")
+    if size > MAX_ARTIFACT_BYTES:
+        raise errors.ArtifactError(f"artifact {name} is larger than 2 GiB")
     try:
         # External data stays unread: it would let a model point at files outside the artifact.
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises several unrelated types on garbage
-        raise errors.ArtifactError(f"artifact {str(path)!r} is not an ONNX model: {exc}") from None
+    except Exception:  # protobuf raises several unrelated types on garbage
+        raise errors.ArtifactError(
+            f"artifact {name} is not an ONNX model: it does not parse as one "
+            "(another format, or a truncated file)"
+        ) from None
     # An empty or random file can still decode as an empty ModelProto: require a real graph.
     if model.ir_version <= 0 or not model.graph.node or not model.graph.output:
-        raise errors.ArtifactError(f"artifact {str(path)!r} is not an ONNX model (no graph)")
+        raise errors.ArtifactError(
+            f"artifact {name} is not an ONNX model: it has no graph "
+            "(another format, or a truncated file)"
+        )
     for tensor in model.graph.initializer:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             raise errors.ArtifactError(
-                f"artifact {str(path)!r} uses external data ({tensor.name!r}); "
+                f"artifact {name} uses external data ({tensor.name!r}); "
                 "export a self-contained model"
             )
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
         raise errors.ArtifactError(
-            f"artifact {str(path)!r} is not a valid ONNX model: {exc}"
+            f"artifact {name} is not a valid ONNX model: {_one_line(str(exc))}"
         ) from None
     return model
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """The checker's multi-line report as one line (its first lines carry the reason)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def _tensor_spec(value_info: Any, kind: str) -> spec.TensorSpec:

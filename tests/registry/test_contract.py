@@ -80,7 +80,7 @@ def test_same_semver_same_bytes_is_a_no_op(registry: MlflowRegistry, name: Name)
 def test_released_versions_are_immutable(registry: MlflowRegistry, name: Name) -> None:
     model = name("immutable")
     first = registry.register(support.deployment(model, "1.0.0"), MODEL, None)
-    with pytest.raises(errors.RegistryError, match="immutable"):
+    with pytest.raises(errors.VersionConflictError, match="immutable"):
         registry.register(support.deployment(model, "1.0.0"), OTHER, None)
     assert registry.get_version(model, "1.0.0") == first
     assert len(raw_versions(registry, model)) == 1
@@ -95,23 +95,32 @@ def test_checksum_pin_must_match(registry: MlflowRegistry, ws: Path, name: Name)
     assert registry.register(support.deployment(model, "1.0.0", sha256=good), MODEL, None)
 
 
+def _half(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
         (lambda p: None, "does not exist"),
         (lambda p: p.write_text("this is not a model"), "not an ONNX model"),
-        (lambda p: p.write_bytes(b""), "not an ONNX model"),
+        (lambda p: p.write_bytes(b""), "is empty, not an ONNX model"),
+        (lambda p: p.write_bytes(_half(p.with_name("model.onnx").read_bytes())), "not an ONNX"),
         (lambda p: p.mkdir(), "does not exist or is not a file"),
     ],
-    ids=["missing", "text", "empty", "directory"],
+    ids=["missing", "text", "empty", "truncated", "directory"],
 )
 def test_bad_artifacts_are_refused(
     registry: MlflowRegistry, ws: Path, name: Name, make: Callable[[Path], Any], message: str
 ) -> None:
     model = name("bad")
     make(ws / "models" / "bad.onnx")
-    with pytest.raises(errors.ArtifactError, match=message):
+    with pytest.raises(errors.ArtifactError, match=message) as refused:
         registry.register(support.deployment(model, "1.0.0"), Path("models/bad.onnx"), None)
+    # The user's file, never the private copy the checks run on; permanent, not retryable.
+    assert "models/bad.onnx" in refused.value.message
+    assert "mlops-register" not in refused.value.message
+    assert isinstance(refused.value, errors.PermanentError)
     assert nothing_registered(registry, model)
 
 
