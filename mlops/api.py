@@ -155,6 +155,7 @@ if TYPE_CHECKING:
     from mlops.plan.types import Plan
     from mlops.providers.base import Runtime
     from mlops.spec.load import LoadedSpec
+    from mlops.state.models import LiveState
 
 
 def plan(
@@ -179,6 +180,7 @@ def plan(
     last = applied.read(applied.path_in(ws.state_dir))
     names = sorted({item.name for item in loaded} | set(last))
     live = refresh.refresh(factory.registry(ws), _runtime(ws), names, last)
+    desired = [_with_artifact_digest(item, live, ws.root) for item in desired]
     with gcpause.paused():  # the diff allocates many small, long-lived objects (see gcpause)
         made = diff.diff(
             desired,
@@ -229,6 +231,26 @@ def _desired(item: LoadedSpec, root: Path) -> Desired:
     if item.validation_path is not None:
         validation = item.validation_path.relative_to(root.resolve()).as_posix()
     return diff.Desired(deployment=item.deployment, artifact=artifact, validation=validation)
+
+
+def _with_artifact_digest(item: Desired, live: LiveState, root: Path) -> Desired:
+    """The artifact file's sha256 when its semver is registered (the diff compares them)."""
+    import dataclasses
+    import hashlib
+
+    model = item.deployment.spec.model
+    registered = live.registry.get(item.deployment.name)
+    if registered is None or model.version not in registered.versions:
+        return item
+    if item.artifact.startswith("models:/"):
+        return item
+    path = root / item.artifact
+    try:
+        with path.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError:
+        return item  # a missing file is reported where it is read (register, verify)
+    return dataclasses.replace(item, artifact_sha256=digest)
 
 
 def _runtime(ws: Workspace) -> Runtime:

@@ -29,6 +29,24 @@ def checksum(
     )
 
 
+def changed_bytes(
+    name: str,
+    model: spec.ModelSection,
+    registered: state.RegistryVersion | None,
+    artifact: str,
+    artifact_sha256: str | None,
+) -> str | None:
+    """Released versions are immutable, pinned or not: the spec's file must hold the bytes the
+    registry recorded for its semver."""
+    if registered is None or artifact_sha256 is None or artifact_sha256 == registered.sha256:
+        return None
+    return (
+        f"{name}: version {model.version} is registered with sha256 {registered.sha256} but "
+        f"{artifact} has sha256 {artifact_sha256}; released versions are immutable: "
+        "publish changed bytes under a new semantic version"
+    )
+
+
 def breaking_signature(
     name: str, old_version: str, old: spec.Signature, new_version: str, new: spec.Signature
 ) -> str | None:

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from mlops.core import Address
-from mlops.plan import checks, order, outside, result, rollout, steady
+from mlops.plan import checks, integrity, order, outside, result, rollout, steady
 from mlops.plan import types as t
 from mlops.state import models as state
 
@@ -73,7 +73,7 @@ def diff(
         state_fingerprint=live.fingerprint(),
         actions=actions,
         rollback=rollbacks,
-        outside_changes=outside.detect(live),
+        outside_changes=[*outside.detect(live), *integrity.detect(live)],
         estimates=estimates,
         summary=summarize(actions, len(models)),
         errors=result.errors,
@@ -92,6 +92,7 @@ def plan_model(item: Desired, live: state.LiveState) -> ModelResult:
     problems = [
         checks.rejected(name, model.version, registered),
         checks.checksum(name, model, registered),
+        checks.changed_bytes(name, model, registered, item.artifact, item.artifact_sha256),
     ]
     stable_version = registry.versions.get(stable) if stable else None
     if stable_version is not None and stable != model.version:

@@ -16,6 +16,9 @@ class Desired:
     deployment: spec.ModelDeployment
     artifact: str
     validation: str | None = None
+    # sha256 of the artifact file, read by the caller when that semver is already registered
+    # (None: not read, or a models:/ URI): released versions are immutable.
+    artifact_sha256: str | None = None
 
 
 @dataclass

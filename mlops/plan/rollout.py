@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlops.core import Address
-from mlops.plan import order, payloads, result
+from mlops.plan import integrity, order, payloads, result
 from mlops.plan import types as t
 from mlops.spec import models as spec
 from mlops.state import models as state
@@ -57,14 +57,7 @@ def new_version(
             reason="new version: store the artifact, checksum, signature and baseline",
         )
     if not loaded:
-        sha = model.sha256 or (registered.sha256 if registered else None)
-        seq.add(
-            K.VERIFY,
-            Address.version(name, version),
-            S.READ,
-            {"semver": version, "sha256": sha},
-            reason="re-hash the stored artifact before it is served",
-        )
+        verify(seq, name, version, model.sha256 or (registered.sha256 if registered else None))
     if registered is None or registered.status is not state.VersionStatus.CONFORMANT:
         seq.add(
             K.CONFORMANCE_TEST,
@@ -75,7 +68,13 @@ def new_version(
         )
     if not loaded:
         load(seq, deployment, reason="load with no traffic")
+    _repair(seq, deployment, registry, runtime, version)
     stable_loaded = stable is not None and runtime is not None and stable in runtime.loaded
+    if stable is not None and stable_loaded:
+        previous = registry.versions.get(stable)
+        _repair(
+            seq, deployment, registry, runtime, stable, previous.signature if previous else None
+        )
     if gated and stable is not None and not stable_loaded:
         # A canary is compared with the stable version, which must be serving next to it.
         previous = registry.versions.get(stable)
@@ -173,6 +172,40 @@ def _reason(
     return f"{strategy} rollout from {stable} to {version}"
 
 
+def _repair(
+    seq: order.Sequence,
+    deployment: spec.ModelDeployment,
+    registry: state.RegistryModel,
+    runtime: state.RuntimeModel | None,
+    version: str,
+    signature: spec.Signature | None = None,
+) -> None:
+    """A loaded version that serves other bytes than the registered ones: verify the stored
+    artifact, then stage and reload it (integrity.py)."""
+    found = integrity.mismatch(registry, runtime, version)
+    if found is None:
+        return
+    verify(seq, deployment.name, version, found.registered)
+    load(
+        seq,
+        deployment,
+        version=version,
+        signature=signature,
+        reason=found.reason(),
+        sha256=found.registered,
+    )
+
+
+def verify(seq: order.Sequence, name: str, version: str, sha256: str | None) -> None:
+    seq.add(
+        K.VERIFY,
+        Address.version(name, version),
+        S.READ,
+        {"semver": version, "sha256": sha256},
+        reason="re-hash the stored artifact before it is served",
+    )
+
+
 def load(
     seq: order.Sequence,
     deployment: spec.ModelDeployment,
@@ -180,17 +213,21 @@ def load(
     reason: str,
     version: str | None = None,
     signature: spec.Signature | None = None,
+    sha256: str | None = None,
 ) -> None:
+    """Load with no traffic. With `sha256` (the registered digest), the reload of a version
+    that serves other bytes: the settings carry the digest the engine must serve, so the
+    engine replaces the version from the file staged again (an unchanged settings object
+    would be a no-op for it)."""
     version = version or deployment.spec.model.version
+    settings = payloads.engine_settings(deployment, signature)
+    if sha256 is not None:
+        settings["sha256"] = sha256
     seq.add(
         K.LOAD,
         Address.version(deployment.name, version),
-        S.CREATE,
-        {
-            "semver": version,
-            "settings": payloads.engine_settings(deployment, signature),
-            "replicas": payloads.replicas(deployment),
-        },
+        S.CREATE if sha256 is None else S.REPLACE,
+        {"semver": version, "settings": settings, "replicas": payloads.replicas(deployment)},
         reason=reason,
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlops.core import Address
-from mlops.plan import order, outside, payloads, result, rollout
+from mlops.plan import integrity, order, outside, payloads, result, rollout
 from mlops.plan import types as t
 from mlops.spec import models as spec
 from mlops.state import models as state
@@ -45,6 +45,11 @@ def steady(
             reason=f"clear the canary alias of the abandoned {canary}",
         )
     loaded = runtime is not None and version in runtime.loaded
+    tampered = integrity.mismatch(registry, runtime, version)
+    if tampered is not None:
+        reasons.append(f"reload {version}: it serves other bytes than the registered ones")
+        rollout.verify(seq, name, version, tampered.registered)
+        rollout.load(seq, deployment, reason=tampered.reason(), sha256=tampered.registered)
     if not loaded:
         why = "the runtime is not running" if runtime is None else "it is not loaded"
         reasons.append(f"load the stable version ({why})")
@@ -61,7 +66,7 @@ def steady(
         )
         if loaded:
             reasons.append("restore 100% of traffic to the stable version")
-    if loaded and runtime is not None:
+    if loaded and runtime is not None and tampered is None:  # a reload applies the settings
         update = _config_update(deployment, runtime)
         if update is not None:
             reasons.append("update batching/replicas in place")

@@ -23,6 +23,7 @@ class ActionKind(StrEnum):
     - conformance_test  {"semver", "metric", "baseline", "tolerance", "p99_ms", "max_increase"}
     - build_image       {"semver", "image"}                       (kubernetes target)
     - load              {"semver", "settings": {...engine settings.json...}, "replicas"}
+                        (a reload of tampered bytes: symbol -/+, settings["sha256"] set)
     - set_traffic       {"weights": {semver: int}, "shadow": {"version", "percent"}|None}
     - checkpoint_gate   {"stable", "canary", "weight", "hold", "interval", "min_requests",
                          "consecutive_errors", "gates": [Gate as dict], "shadow": bool}

@@ -7,6 +7,7 @@ repository and routing table; a change counts as done only when every worker rea
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import json
 import os
 import shutil
@@ -31,6 +32,7 @@ class LocalRuntime:
         self._admins: dict[str, engine_client.AdminClient] = {}
         # Requests/s per model as of the last refresh (the engine's `mlops_request_rate`).
         self.request_rates: dict[str, float] = {}
+        self._digests: dict[tuple[str, int, int, int], str] = {}  # staged file -> sha256
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -100,6 +102,10 @@ class LocalRuntime:
             except (engine_client.EngineUnavailable, engine_client.EngineRejected):
                 views.append(None)
         merged = runtime_view.merge(views, len(urls), self._staged_settings)
+        merged = {
+            n: m.model_copy(update={"served_sha256": self._served_digests(views, m)})
+            for n, m in merged.items()
+        }
         self.request_rates = runtime_view.total_rates(views)
         if names is not None:
             wanted = set(names)
@@ -184,6 +190,44 @@ class LocalRuntime:
         return path if path.is_file() else None
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _served_digests(
+        self, views: Sequence[runtime_view.WorkerView | None], model: state.RuntimeModel
+    ) -> dict[str, list[str]]:
+        """semver -> the distinct sha256 digests the workers serve for each loaded version.
+
+        The engine reports the digest of what it loaded (`sha256` in its index rows); for an
+        engine that does not, the staged file's digest stands in (what a restart would load)."""
+        found: dict[str, set[str]] = {}
+        for view in views:
+            for row in view.index if view is not None else []:
+                digest = row.get("sha256")
+                if row.get("name") == model.name and row.get("version") in model.loaded and digest:
+                    found.setdefault(row["version"], set()).add(str(digest))
+        for semver in model.loaded:
+            if semver not in found:
+                staged = self._staged_digest(self.process.repository / model.name / semver)
+                if staged is not None:
+                    found[semver] = {staged}
+        return {v: sorted(d) for v, d in sorted(found.items())}
+
+    def _staged_digest(self, directory: Path) -> str | None:
+        # Keyed by the file's identity and mtime: refresh runs often during an apply.
+        path = directory / "model.onnx"
+        try:
+            info = path.stat()
+        except OSError:
+            return None
+        key = (str(path), info.st_ino, info.st_size, info.st_mtime_ns)
+        digest = self._digests.get(key)
+        if digest is None:
+            try:
+                with path.open("rb") as handle:
+                    digest = hashlib.file_digest(handle, "sha256").hexdigest()
+            except OSError:
+                return None
+            self._digests[key] = digest
+        return digest
 
     def _pin_implicit_route(self, name: str) -> None:
         """A model without a weight table sends everything to its newest version, so loading a

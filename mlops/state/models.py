@@ -84,6 +84,10 @@ class RuntimeModel(_Frozen):
     replicas: int = 0  # declared replica processes
     replicas_alive: int = 0
     config: dict[str, Any] = Field(default_factory=dict)  # batching etc. of the loaded versions
+    # semver -> sha256 of the artifact each loaded version serves, one entry per distinct
+    # digest the replicas report (more than one: they disagree). Absent: the runtime cannot
+    # say (the diff then has nothing to compare).
+    served_sha256: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class AppliedRecord(_Frozen):
