@@ -57,6 +57,8 @@ async def handle(
         (b"x-mlops-version", mv.version.encode()),
     ]
     stats = mv.stats
+    # Counted by how the request got here: gates judge what the router sent, never direct calls.
+    counts = stats.routed if route is not None else stats.direct
     try:
         body = await read_body(scope, receive, engine.max_body_bytes)
         t1 = perf_counter()
@@ -78,15 +80,15 @@ async def handle(
         )
         t5 = perf_counter()
     except ServingError as exc:
-        stats.requests[str(exc.status)] += 1
+        counts.requests[str(exc.status)] += 1
         await respond_error(send, exc.status, exc.message, headers)
         return
     except asyncio.CancelledError:
-        stats.requests["499"] += 1  # the client went away; nothing to answer
+        counts.requests["499"] += 1  # the client went away; nothing to answer
         raise
     except Exception as exc:
         log.exception("internal error serving %s@%s", name, mv.version)
-        stats.requests["500"] += 1
+        counts.requests["500"] += 1
         await respond_error(send, 500, f"internal error: {type(exc).__name__}", headers)
         return
     if json_len is None:
@@ -94,8 +96,8 @@ async def handle(
     else:
         headers.append((b"inference-header-content-length", str(json_len).encode()))
         await respond(send, 200, payload, OCTET, headers)
-    stats.requests["200"] += 1
-    stats.duration.observe(t5 - t0)
+    counts.requests["200"] += 1
+    counts.duration.observe(t5 - t0)
     decode_h, pre_h, infer_h, post_h = stats.stages
     decode_h.observe(t2 - t1)
     pre_h.observe(t3 - t2)
@@ -105,7 +107,7 @@ async def handle(
     if route is not None and route.shadow is not None:
         target = route.mirror(mv)
         if target is not None:
-            shadow.mirror(target, feeds, rows, outputs)
+            shadow.mirror(target, feeds, rows, outputs, (t3 - t0) + (t5 - t4))
     if engine.tracer is not None:
         engine.tracer.record(name, mv.version, request_id, 200, [t0, t1, t2, t3, t4, t5])
 

@@ -31,10 +31,14 @@ class EngineCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         mv = ["model", "version"]
         requests = CounterMetricFamily(
-            "mlops_requests", "Inference requests by HTTP status code.", labels=[*mv, "code"]
+            "mlops_requests",
+            "Inference requests by HTTP status code and route (routed, direct or shadow).",
+            labels=[*mv, "code", "route"],
         )
         duration = HistogramMetricFamily(
-            "mlops_request_duration_seconds", "Inference request latency.", labels=mv
+            "mlops_request_duration_seconds",
+            "Inference request latency by route (routed, direct or shadow).",
+            labels=[*mv, "route"],
         )
         stages = HistogramMetricFamily(
             "mlops_stage_duration_seconds",
@@ -63,9 +67,13 @@ class EngineCollector(Collector):
         )
         for (model, version), s in sorted(self._book.versions.items()):
             key = [model, version]
-            for code, count in sorted(s.requests.items()):
-                requests.add_metric([*key, code], count)
-            _histogram(duration, key, s.duration)
+            for route, counts in s.by_route:
+                # Routed series always exist; the others only once such a request arrived.
+                if route != "routed" and not counts.requests:
+                    continue
+                for code, count in sorted(counts.requests.items()):
+                    requests.add_metric([*key, code, route], count)
+                _histogram(duration, [*key, route], counts.duration)
             for stage, hist in zip(STAGES, s.stages, strict=True):
                 _histogram(stages, [*key, stage], hist)
             for code, count in sorted(s.shadow.items()):

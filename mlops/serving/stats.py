@@ -18,6 +18,10 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 STAGES: tuple[str, ...] = ("decode", "preprocess", "inference", "postprocess")
+# How a request reached a version (the `route` label): picked by the weighted router, sent to
+# /versions/V/infer by the client, or mirrored by the engine during a shadow phase. Gates judge
+# `routed` (and `shadow` during a shadow hold), so direct traffic cannot dilute a canary.
+ROUTES: tuple[str, ...] = ("routed", "direct", "shadow")
 RATE_WINDOW_SECONDS = 60.0  # time constant of the request-rate average
 
 
@@ -33,6 +37,16 @@ class Histogram:
         self.sum += seconds
 
 
+class RouteStats:
+    """Requests of one version that arrived one way: counts by HTTP code and their latency."""
+
+    __slots__ = ("duration", "requests")
+
+    def __init__(self) -> None:
+        self.requests: defaultdict[str, int] = defaultdict(int)  # HTTP code -> count
+        self.duration = Histogram()  # successful requests only
+
+
 class VersionStats:
     """Everything counted for one model version; survives unload so counters stay monotonic."""
 
@@ -40,25 +54,48 @@ class VersionStats:
         "agreement",
         "batched_requests",
         "batches",
-        "duration",
+        "direct",
         "feedback",
         "feedback_value",
-        "requests",
-        "shadow",
+        "mirrored",
+        "routed",
         "stages",
     )
 
     def __init__(self) -> None:
-        self.requests: defaultdict[str, int] = defaultdict(int)  # HTTP code -> count
-        self.duration = Histogram()
+        self.routed = RouteStats()
+        self.direct = RouteStats()
+        # Requests the engine mirrored to this version as a shadow: they are run and compared,
+        # never answered. Their duration is what the request would have taken had this version
+        # answered it (see shadow.py).
+        self.mirrored = RouteStats()
         self.stages = tuple(Histogram() for _ in STAGES)
-        self.shadow: defaultdict[str, int] = defaultdict(int)  # code -> mirrored requests
         self.agreement = {"true": 0, "false": 0}
         self.feedback = 0
         self.feedback_value = 0.0
         # Runs of the model and the requests they carried: their ratio proves merging.
         self.batches = 0
         self.batched_requests = 0
+
+    @property
+    def by_route(self) -> tuple[tuple[str, RouteStats], ...]:
+        return (("routed", self.routed), ("direct", self.direct), ("shadow", self.mirrored))
+
+    # Names from before the route split, kept for callers that read them.
+    @property
+    def requests(self) -> defaultdict[str, int]:
+        """Routed requests by HTTP code."""
+        return self.routed.requests
+
+    @property
+    def duration(self) -> Histogram:
+        """Latency of successful routed requests."""
+        return self.routed.duration
+
+    @property
+    def shadow(self) -> defaultdict[str, int]:
+        """Mirrored requests by code (also exported as `mlops_shadow_requests_total`)."""
+        return self.mirrored.requests
 
 
 class RateMeter:
@@ -98,10 +135,14 @@ class StatsBook:
         self._rates: dict[str, RateMeter] = {}
 
     def request_rates(self, now: float | None = None) -> dict[str, float]:
-        """model -> requests/s (every status code, every version), advancing each meter."""
+        """model -> requests/s (every status code, every version), advancing each meter.
+
+        Client requests only (routed and direct): mirrored copies are not traffic."""
         totals: defaultdict[str, int] = defaultdict(int)
         for (model, _), stats in self.versions.items():
-            totals[model] += sum(stats.requests.values())
+            totals[model] += sum(stats.routed.requests.values()) + sum(
+                stats.direct.requests.values()
+            )
         now = time.monotonic() if now is None else now
         rates: dict[str, float] = {}
         for model, total in totals.items():

@@ -4,6 +4,7 @@
 - a slow model: a stack of large MatMuls, about a millisecond at batch 1
 - an erroring model: a Reshape whose target shape comes from the data, so rows holding 7.0
   make onnxruntime raise at run time while ordinary rows succeed
+- an identity model with the erroring model's signature: its well-behaved twin
 """
 
 from __future__ import annotations
@@ -112,6 +113,19 @@ def erroring_settings(**batching: Any) -> dict[str, Any]:
         "batching": batching,
         "classification": False,
     }
+
+
+def identity_bytes() -> bytes:
+    """output = input, with `erroring_bytes`' signature: never fails, so it can be the primary
+    a misbehaving shadow is compared with (agrees below 1.0, differs from 1.0 to 7.0, fails
+    at 7.0)."""
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input"], ["output"])],
+        "identity",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [None, None])],
+    )
+    return _serialize(graph)
 
 
 def _serialize(graph: onnx.GraphProto) -> bytes:

@@ -125,14 +125,18 @@ def test_runtime_failure_is_a_500_without_traceback_and_the_worker_lives(
     assert client.post("/v2/models/err/infer", json=good).status_code == 200
     metrics = client.get("/metrics").text
     assert re.search(
-        r'mlops_requests_total\{code="500",model="err",version="1.0.0"\} [1-9]', metrics
+        r'mlops_requests_total\{code="500",model="err",route="routed",version="1.0.0"\} [1-9]',
+        metrics,
     )
 
 
 def test_input_errors_are_counted_under_their_own_code(client: httpx.Client) -> None:
     client.post("/v2/models/batched/infer", content=b"{oops")
     metrics = client.get("/metrics").text
-    assert re.search(r'mlops_requests_total\{code="400",model="batched",version="1.0.0"\}', metrics)
+    assert re.search(
+        r'mlops_requests_total\{code="400",model="batched",route="routed",version="1.0.0"\}',
+        metrics,
+    )
     assert not re.search(r'code="500",model="batched"', metrics)
 
 
