@@ -13,12 +13,24 @@ the event loop itself when nothing is queued or running for it, which blocks the
 longer than a JSON decode does. A batching version only does so for the first request of a
 loop iteration: when more arrive in the same iteration, a batch could form, so they are
 queued and dispatched together at the end of the iteration.
+
+A merged run is split back by rows, so merging is only done when the split is provably right:
+every request carries its row count as the first dimension of every input (zero-row requests,
+scalars and inconsistent callers run alone), the requests agree on input names, dtypes and
+trailing shapes, and every output of the merged run has the batch as its first dimension.
+Whether outputs follow the batch is learnt from runs: a version is trusted to be batch-major
+once its outputs' first dimension matched the rows of runs of two different sizes (a constant
+first dimension can match at most one), and one mismatch stops merging for the version. A
+merged run that cannot be split safely is discarded and its requests are run one by one.
+Merging still assumes what batching always assumes: each output row depends only on its own
+input row.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import math
 from collections import deque
 from collections.abc import Callable
@@ -35,18 +47,39 @@ Feeds = dict[str, np.ndarray[Any, Any]]
 Outputs = list[np.ndarray[Any, Any]]
 Result = Outputs | ServingError
 
+log = logging.getLogger("mlops.serving")
+
 INLINE_MAX_SECONDS = 150e-6  # runs estimated above this stay off the event loop
 COST_WEIGHT = 0.05  # weight of one new measurement in the cost average (about 20 runs)
 
 
 class _Item:
-    __slots__ = ("feeds", "future", "rows", "since")
+    __slots__ = ("feeds", "future", "mergeable", "rows", "shaped", "since")
 
-    def __init__(self, feeds: Feeds, rows: int, future: asyncio.Future[Outputs], since: float):
+    def __init__(
+        self,
+        feeds: Feeds,
+        rows: int,
+        future: asyncio.Future[Outputs],
+        since: float,
+        mergeable: bool,
+    ):
         self.feeds = feeds
         self.rows = rows
         self.future = future
         self.since = since
+        self.shaped = carries_rows(feeds, rows)
+        self.mergeable = mergeable and rows > 0 and self.shaped
+
+
+def carries_rows(feeds: Feeds, rows: int) -> bool:
+    """Every input has `rows` as its first dimension (so outputs can be checked against it)."""
+    return bool(feeds) and all(v.ndim and v.shape[0] == rows for v in feeds.values())
+
+
+def _signature(feeds: Feeds) -> list[tuple[str, np.dtype[Any], tuple[int, ...]]]:
+    """What must agree between requests for their inputs to be concatenated."""
+    return sorted((k, v.dtype, v.shape[1:]) for k, v in feeds.items())
 
 
 class Batcher:
@@ -83,6 +116,11 @@ class Batcher:
         self._clock = clock
         self._batching = batching.enabled
         self._tick = False  # a request of this version already ran in this loop iteration
+        # Row counts of runs whose every output had that many rows, and whether outputs may
+        # still be batch-major at all (see the module docstring). Updated from pool threads
+        # too: a set add and a bool store are atomic under the GIL.
+        self._matched_rows: set[int] = set()
+        self._batch_major = True
 
     @property
     def depth(self) -> int:
@@ -92,7 +130,7 @@ class Batcher:
         if len(self._pending) >= self._max_queue:
             raise Overloaded(f"{self._name}: queue full ({self._max_queue} waiting)")
         future: asyncio.Future[Outputs] = self._loop.create_future()
-        self._pending.append(_Item(feeds, rows, future, self._loop.time()))
+        self._pending.append(_Item(feeds, rows, future, self._loop.time(), self._batching))
         self._pending_rows += rows
         self.outstanding += 1
         if not self._tick:
@@ -121,6 +159,8 @@ class Batcher:
         start = self._clock()
         outputs = self._run_model(feeds)
         self._observe(self._clock() - start, rows)
+        if self._batching and carries_rows(feeds, rows):
+            self._learn(outputs, rows)
         self._stats.batches += 1
         self._stats.batched_requests += 1
         return outputs
@@ -161,29 +201,58 @@ class Batcher:
     def _take(self) -> list[_Item]:
         first = self._pending.popleft()
         items, rows = [first], first.rows
-        shapes = {k: v.shape[1:] for k, v in first.feeds.items()}
-        while self._pending and rows + self._pending[0].rows <= self._max_rows:
-            feeds = self._pending[0].feeds
-            # Only tensors that agree beyond the batch dimension can be concatenated.
-            if any(v.shape[1:] != shapes.get(k) for k, v in feeds.items()):
-                break
-            item = self._pending.popleft()
-            items.append(item)
-            rows += item.rows
+        if first.mergeable and self._batch_major:
+            signature = _signature(first.feeds)
+            while self._pending and rows + self._pending[0].rows <= self._max_rows:
+                head = self._pending[0]
+                # Only requests whose rows can be told apart, with inputs that agree beyond
+                # the batch dimension, can share a run (the queue stays in arrival order).
+                if not head.mergeable or _signature(head.feeds) != signature:
+                    break
+                items.append(self._pending.popleft())
+                rows += head.rows
         self._pending_rows -= rows
         return items
+
+    def _learn(self, outputs: Outputs, rows: int) -> bool:
+        """Record whether every output of a run over `rows` rows has them as its first
+        dimension; a mismatch stops merging for this version."""
+        if all(o.ndim and o.shape[0] == rows for o in outputs):
+            self._matched_rows.add(rows)
+            return True
+        if self._batch_major:
+            self._batch_major = False
+            log.warning(
+                "%s: outputs %s do not follow a batch of %d rows; its requests run one at a "
+                "time from now on",
+                self._name,
+                [list(o.shape) for o in outputs],
+                rows,
+            )
+        return False
+
+    def _splittable(self, outputs: Outputs, rows: int) -> bool:
+        """A merged run of `rows` rows can be split: its outputs follow the batch, and runs
+        of another size did too (so the match is not a constant first dimension)."""
+        if not self._learn(outputs, rows):
+            return False
+        return any(n != rows for n in self._matched_rows)
 
     def _run(self, items: list[_Item]) -> list[Result]:
         """Runs in the thread pool: one merged run, split back by rows."""
         if len(items) == 1:
             # Single-request runs keep the cost estimate current; merged ones would bias it.
-            return [self._run_one(items[0].feeds, items[0].rows)]
+            return [self._run_one(items[0], measure=True)]
         feeds = {k: np.concatenate([it.feeds[k] for it in items]) for k in items[0].feeds}
+        rows = sum(it.rows for it in items)
         try:
             outputs = self._run_model(feeds)
         except ModelFailure:
             # One bad request must not fail its batch-mates: rerun each alone.
-            return [self._run_one(it.feeds) for it in items]
+            return [self._run_one(it) for it in items]
+        if not self._splittable(outputs, rows):
+            # Splitting would hand requests rows that are not theirs: run each alone.
+            return [self._run_one(it) for it in items]
         results: list[Result] = []
         offset = 0
         for it in items:
@@ -191,15 +260,17 @@ class Batcher:
             offset += it.rows
         return results
 
-    def _run_one(self, feeds: Feeds, rows: int = 0) -> Result:
-        clock = self._clock
-        start = clock() if clock is not None and rows else 0.0
+    def _run_one(self, item: _Item, measure: bool = False) -> Result:
+        clock = self._clock if measure else None
+        start = clock() if clock is not None else 0.0
         try:
-            outputs = self._run_model(feeds)
+            outputs = self._run_model(item.feeds)
         except ServingError as exc:
             return exc
-        if clock is not None and rows:
-            self._observe(clock() - start, rows)
+        if clock is not None:
+            self._observe(clock() - start, item.rows)
+        if self._batching and item.shaped:
+            self._learn(outputs, item.rows)
         return outputs
 
     def _done(self, items: list[_Item], future: asyncio.Future[list[Result]]) -> None:

@@ -83,7 +83,10 @@ class ModelVersion:
                 if rows not in (-1, shape[0]):
                     raise BadRequest("inputs disagree on the batch dimension")
                 rows = shape[0]
-        rows = max(rows, 1)
+        if rows < 0:
+            rows = 1  # scalar inputs only: one request, never merged (it has no batch dimension)
+        # Zero rows stay zero: the batcher runs such a request alone (an empty result); counted
+        # as one row, it used to shift the split of a merged batch onto its neighbours.
         max_rows = self.settings.batching.max_batch_size
         if max_rows > 1 and rows > max_rows:
             raise BadRequest(f"batch of {rows} exceeds max_batch_size {max_rows}")
