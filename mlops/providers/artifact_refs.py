@@ -1,58 +1,35 @@
 """Artifact references a user may give, checked before anything is read or stored.
 
-MLflow's own path-traversal CVEs (CVE-2023-1177, CVE-2023-6909, CVE-2024-1483, CVE-2024-3848)
-came from `..`, `file://` sources, percent-encoding and `#`/`?` smuggled into URIs. We accept
-exactly two shapes: a workspace file, or `models:/NAME/VERSION` / `models:/NAME@ALIAS`.
+The rules are `mlops.spec.refs` (the same `validate` applies, so a spec that validates is
+never refused here for its reference): a workspace file, or `models:/NAME/VERSION` /
+`models:/NAME@ALIAS`. Here they raise ArtifactError, and local paths are resolved (symlinks
+too) inside the workspace.
 """
 
 from __future__ import annotations
 
-import re
 import urllib.parse
-from dataclasses import dataclass
 from pathlib import Path
 
 from mlops import errors, workspace
+from mlops.spec import refs
 
-MODELS_SCHEME = "models:/"
-_MODELS_URI = re.compile(
-    r"^models:/(?P<name>[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)"
-    r"(?:/(?P<version>[0-9A-Za-z.+-]{1,128})|@(?P<alias>[A-Za-z0-9_-]{1,255}))$"
-)
-
-
-@dataclass(frozen=True)
-class ModelsUri:
-    """`models:/NAME/VERSION` (an MLflow version number or a semver) or `models:/NAME@ALIAS`."""
-
-    name: str
-    version: str | None
-    alias: str | None
+MODELS_SCHEME = refs.MODELS_SCHEME
+ModelsUri = refs.ModelsUri
 
 
 def _unquoted(text: str) -> str:
-    # Decode repeatedly: `%252e%252e` is `..` after two rounds.
-    for _ in range(5):
-        decoded = urllib.parse.unquote(text)
-        if decoded == text:
-            return text
-        text = decoded
-    raise errors.ArtifactError(f"artifact reference {text!r} is encoded too many times")
+    try:
+        return refs.unquoted(text)
+    except ValueError as exc:
+        raise errors.ArtifactError(str(exc)) from None
 
 
 def parse_models_uri(ref: str) -> ModelsUri:
-    if _unquoted(ref) != ref:
-        raise errors.ArtifactError(f"artifact URI {ref!r} must not be percent-encoded")
-    match = _MODELS_URI.match(ref)
-    if not match:
-        raise errors.ArtifactError(
-            f"artifact URI {ref!r} is not models:/NAME/VERSION or models:/NAME@ALIAS "
-            "(no '#', '?', '..' or extra path)"
-        )
-    version = match.group("version")
-    if version is not None and (".." in version or version.startswith(".")):
-        raise errors.ArtifactError(f"artifact URI {ref!r} has an invalid version")
-    return ModelsUri(name=match.group("name"), version=version, alias=match.group("alias"))
+    try:
+        return refs.parse_models_uri(ref)
+    except ValueError as exc:
+        raise errors.ArtifactError(str(exc)) from None
 
 
 def local_path(ref: str | Path, root: Path | None, *, what: str = "artifact") -> Path:
@@ -60,14 +37,12 @@ def local_path(ref: str | Path, root: Path | None, *, what: str = "artifact") ->
 
     Relative paths are relative to `root` (plan payloads carry workspace paths)."""
     text = str(ref)
-    if "\x00" in text:
-        raise errors.ArtifactError(f"{what} path contains a NUL byte")
-    # A scheme of any kind (file://, http://, s3://) is not a local path: refuse rather than
-    # guess, and never let a fragment or query hide part of a path.
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", text) or "#" in text or "?" in text:
-        raise errors.ArtifactError(
-            f"{what} {text!r} is not a workspace path: URIs, '#' and '?' are not accepted"
-        )
+    try:
+        # A scheme of any kind (file://, http://, s3://) is not a local path: refuse rather
+        # than guess, and never let a fragment or query hide part of a path.
+        refs.check_local(text, what)
+    except ValueError as exc:
+        raise errors.ArtifactError(str(exc)) from None
     path = Path(text)
     if root is None:
         return path.resolve()

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from mlops import errors, gcpause, workspace
 from mlops.spec import models as spec
 from mlops.spec import problems as prob
-from mlops.spec import safeyaml
+from mlops.spec import refs, safeyaml
 
 Problem = prob.Problem
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -197,7 +197,8 @@ def _resolve_paths(
     for field in (("spec", "model", "artifact"), ("spec", "model", "validation", "data")):
         raw = _get(data, field)
         target: Path | None = None
-        if isinstance(raw, str) and raw and not raw.startswith(MODELS_URI) and "\x00" not in raw:
+        # Anything but a plain path (a URI, '#', NUL) is the model's one problem for the field.
+        if isinstance(raw, str) and raw and refs.is_local(raw):
             target = _inside(raw, path, root, field, positions, found)
             if target is not None and check_files and not target.is_file():
                 line, column = positions.of(field)

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from mlops import core
+from mlops.spec import refs
 
 API_VERSION = "mlops/v1"
 KIND = "ModelDeployment"
@@ -153,8 +154,7 @@ class Validation(Frozen):
     @field_validator("data")
     @classmethod
     def _data(cls, value: str) -> str:
-        if "://" in value or value.startswith("models:") or "\x00" in value:
-            raise ValueError("validation data must be a file path inside the workspace")
+        refs.check_local(value, "validation data")
         if not value.endswith((".npz", ".csv", ".parquet")):
             raise ValueError("validation data must be a .npz, .csv or .parquet file")
         return value
@@ -179,14 +179,8 @@ class ModelSection(Frozen):
     @field_validator("artifact")
     @classmethod
     def _artifact(cls, value: str) -> str:
-        if "\x00" in value:
-            raise ValueError("artifact path contains a NUL byte")
-        if "://" in value or value.startswith("models:"):
-            if not value.startswith("models:/"):
-                raise ValueError("artifact must be a workspace path or an MLflow models:/ URI")
-            if "#" in value or "?" in value or ".." in value.split("/"):
-                raise ValueError("models:/ URI must not contain '#', '?' or '..'")
-        return value
+        # The checks apply uses too (providers.artifact_refs): nothing valid here fails there.
+        return refs.check_artifact(value)
 
     @property
     def semver(self) -> semver.Version:
