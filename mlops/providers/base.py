@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from mlops.spec import models as spec
 from mlops.state import models as state
@@ -95,11 +95,24 @@ class Sample:
     error: str | None = None
 
 
+# Which of a version's requests a gate judges (see Metrics.sample).
+Traffic = Literal["routed", "shadow"]
+
+
 @runtime_checkable
 class Metrics(Protocol):
     """Reads gate metrics (Prometheus, or a built-in scraper of the engine's /metrics)."""
 
-    def sample(self, model: str, version: str, gate: spec.Gate, window_seconds: float) -> Sample:
+    def sample(
+        self,
+        model: str,
+        version: str,
+        gate: spec.Gate,
+        window_seconds: float,
+        traffic: Traffic = "routed",
+    ) -> Sample:
         """Measure one gate's metric for one version. Never raises for backend failures:
-        returns a Sample with `error` set."""
+        returns a Sample with `error` set. `traffic` chooses which requests are judged:
+        `routed` (what the router sent it; never direct calls) or `shadow` (what it ran as
+        a shadow: mirrored copies, or a gateway's mirror arriving as routed)."""
         ...

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mlops.providers import engine_client, metric_math
-from mlops.providers.base import Sample
+from mlops.providers.base import Sample, Traffic
 from mlops.spec import models as spec
 
-Workers = dict[str, dict[metric_math.Key, metric_math.VersionCounters]]  # url -> counters
+Workers = dict[str, dict[metric_math.RouteKey, metric_math.VersionCounters]]  # url -> counters
 
 # Samples of one round (several gates, two versions) share one scrape.
 FRESH_S = 0.5
@@ -59,7 +59,7 @@ class BuiltinMetrics:
             workers: Workers = {}
             for url in urls:
                 try:
-                    workers[url] = metric_math.parse(self._fetch(url))
+                    workers[url] = metric_math.parse_routes(self._fetch(url))
                 except (engine_client.EngineUnavailable, engine_client.EngineRejected) as exc:
                     return f"scraping {url}/metrics failed: {exc}"
                 except ValueError as exc:
@@ -68,14 +68,25 @@ class BuiltinMetrics:
             self._prune(now)
             return None
 
-    def sample(self, model: str, version: str, gate: spec.Gate, window_seconds: float) -> Sample:
+    def sample(
+        self,
+        model: str,
+        version: str,
+        gate: spec.Gate,
+        window_seconds: float,
+        traffic: Traffic = "routed",
+    ) -> Sample:
+        """See `base.Metrics.sample`: only the requests of the `traffic` routes count, in the
+        value and in `requests` (what `min_requests` compares)."""
         if gate.query is not None:
             return Sample(None, 0.0, error="query gates need Prometheus")
         self._longest_window = max(self._longest_window, window_seconds)
         error = self.observe()
         if error is not None:
             return Sample(None, 0.0, error=error)
-        delta = self._increase((model, version), window_seconds)
+        # Agreement exists only for mirrored requests, whichever traffic was asked for.
+        routes = metric_math.ROUTES["shadow" if gate.metric == "shadow_agreement" else traffic]
+        delta = self._increase([(model, version, route) for route in routes], window_seconds)
         if delta is None:
             return Sample(None, 0.0)  # one snapshot covers no time yet: inconclusive
         served = metric_math.served(delta)
@@ -89,7 +100,9 @@ class BuiltinMetrics:
             return Sample(metric_math.agreement(delta), sum(delta.agree.values()))
         return Sample(None, 0.0, error=f"unknown gate metric {gate.metric!r}")
 
-    def _increase(self, key: metric_math.Key, window: float) -> metric_math.VersionCounters | None:
+    def _increase(
+        self, keys: list[metric_math.RouteKey], window: float
+    ) -> metric_math.VersionCounters | None:
         with self._lock:
             newest = self._series[-1]
             older = [
@@ -100,10 +113,11 @@ class BuiltinMetrics:
             return None
         per_worker = []
         for url, counters in newest.workers.items():
-            now = counters.get(key)
-            if now is not None:
-                # A worker new since `start` (restarted) counts from zero, like a reset.
-                per_worker.append(now.minus(start.workers.get(url, {}).get(key)))
+            for key in keys:
+                now = counters.get(key)
+                if now is not None:
+                    # A worker (or series) new since `start` counts from zero, like a reset.
+                    per_worker.append(now.minus(start.workers.get(url, {}).get(key)))
         return metric_math.total(per_worker)
 
     def _prune(self, now: float) -> None:

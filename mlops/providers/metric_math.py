@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 Key = tuple[str, str]  # (model, version)
+RouteKey = tuple[str, str, str]  # (model, version, route)
 K = TypeVar("K", str, float)
+
+# The `route` label values a gate reads, by the traffic it judges. A canary or stable version
+# is judged on what the router sent it, never on direct calls. A shadow is judged on what it
+# ran as a shadow: the engine's mirrored copies, or (behind a gateway that mirrors) copies its
+# own pods received as routed requests; it has no weight during the hold, so nothing else is.
+ROUTES: dict[str, tuple[str, ...]] = {"routed": ("routed",), "shadow": ("shadow", "routed")}
 
 
 @dataclass
@@ -54,11 +61,14 @@ def _accumulate(into: dict[K, float], more: Mapping[K, float]) -> None:
         into[k] = into.get(k, 0.0) + v
 
 
-def parse(text: str) -> dict[Key, VersionCounters]:
-    """The counters the gates need, from one worker's Prometheus exposition text."""
+def parse_routes(text: str) -> dict[RouteKey, VersionCounters]:
+    """The counters the gates need, per route, from one worker's Prometheus exposition text.
+
+    Request samples without a `route` label (an engine from before it) count as routed;
+    agreement counters come from mirrored requests only, so they are the shadow route's."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    found: defaultdict[Key, VersionCounters] = defaultdict(VersionCounters)
+    found: defaultdict[RouteKey, VersionCounters] = defaultdict(VersionCounters)
     for family in text_string_to_metric_families(text):
         # Matched by sample name: the family name depends on how the TYPE line was written.
         if not family.name.startswith(
@@ -66,14 +76,23 @@ def parse(text: str) -> dict[Key, VersionCounters]:
         ):
             continue
         for s in family.samples:
-            key = (s.labels.get("model", ""), s.labels.get("version", ""))
+            model, version = s.labels.get("model", ""), s.labels.get("version", "")
+            route = s.labels.get("route") or "routed"
             if s.name == "mlops_requests_total":
-                found[key].codes[s.labels.get("code", "")] = s.value
+                found[model, version, route].codes[s.labels.get("code", "")] = s.value
             elif s.name == "mlops_request_duration_seconds_bucket":
-                found[key].buckets[float(s.labels["le"])] = s.value
+                found[model, version, route].buckets[float(s.labels["le"])] = s.value
             elif s.name == "mlops_shadow_agreement_total":
-                found[key].agree[s.labels.get("agree", "")] = s.value
+                found[model, version, "shadow"].agree[s.labels.get("agree", "")] = s.value
     return dict(found)
+
+
+def parse(text: str) -> dict[Key, VersionCounters]:
+    """Like `parse_routes`, summed over routes: every request each version ran."""
+    summed: defaultdict[Key, VersionCounters] = defaultdict(VersionCounters)
+    for (model, version, _), counters in parse_routes(text).items():
+        summed[model, version].add(counters)
+    return dict(summed)
 
 
 def served(c: VersionCounters) -> float:

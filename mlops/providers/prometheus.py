@@ -20,7 +20,7 @@ from typing import Any
 
 from mlops import errors
 from mlops.providers import engine_process
-from mlops.providers.base import Sample
+from mlops.providers.base import Sample, Traffic
 from mlops.spec import models as spec
 from mlops.workspace import Workspace
 
@@ -191,13 +191,20 @@ class PrometheusMetrics:
     def observe(self) -> str | None:
         return None  # Prometheus keeps its own series
 
-    def sample(self, model: str, version: str, gate: spec.Gate, window_seconds: float) -> Sample:
+    def sample(
+        self,
+        model: str,
+        version: str,
+        gate: spec.Gate,
+        window_seconds: float,
+        traffic: Traffic = "routed",
+    ) -> Sample:
         from mlops.providers import promql
 
         window = promql.window(window_seconds, SCRAPE_INTERVAL_S)
         try:
-            query = promql.gate_query(gate, model, version, window)
-            requests = self._scalar(promql.request_count(gate, model, version, window))
+            query = promql.gate_query(gate, model, version, window, traffic)
+            requests = self._scalar(promql.request_count(gate, model, version, window, traffic))
             value = self._scalar(query)
         except Exception as exc:  # any backend failure is a measurement error, never a crash
             return Sample(None, 0.0, error=_one_line(f"prometheus at {self.url}: {exc}"))

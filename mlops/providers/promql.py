@@ -5,6 +5,10 @@ series are new, and `increase()` ignores everything a series counted before its 
 (a canary failing from its first request would look clean). A series absent W ago counts from
 zero, and one that went down (a worker restarted) counts from its reset, as increase() would.
 Latencies use `histogram_quantile` over the same bucket deltas, in milliseconds.
+
+Request counts and latencies select the `route` label by the traffic judged: `routed` for a
+canary and its stable version (direct calls to /versions/V/infer never count), `routed` or
+`shadow` for a shadow during its hold (see `metric_math.ROUTES`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ import json
 import math
 
 from mlops.spec import models as spec
+
+# Kept equal to metric_math.ROUTES (this module is pure text and imports nothing it need not).
+_ROUTES = {"routed": 'route="routed"', "shadow": 'route=~"shadow|routed"'}
 
 _QUANTILES = {"latency_p99": 0.99, "latency_p50": 0.50}
 
@@ -38,29 +45,39 @@ def increase(metric: str, sel: str, window_: str) -> str:
     return delta(metric, sel, window_)
 
 
-def served(model: str, version: str, window_: str) -> str:
+def route(traffic: str) -> str:
+    """The `route` matcher for the traffic a gate judges."""
+    return _ROUTES[traffic]
+
+
+def served(model: str, version: str, window_: str, traffic: str = "routed") -> str:
     """Requests the version had to serve: input errors (4xx) are the client's, not the model's."""
-    return increase("mlops_requests_total", selector(model, version, 'code!~"4.."'), window_)
+    sel = selector(model, version, f'code!~"4..",{route(traffic)}')
+    return increase("mlops_requests_total", sel, window_)
 
 
-def request_count(gate: spec.Gate, model: str, version: str, window_: str) -> str:
+def request_count(
+    gate: spec.Gate, model: str, version: str, window_: str, traffic: str = "routed"
+) -> str:
     """What `min_requests` counts: shadow comparisons for shadow_agreement, else served requests."""
     if gate.metric == "shadow_agreement":
         return increase("mlops_shadow_agreement_total", selector(model, version), window_)
-    return served(model, version, window_)
+    return served(model, version, window_, traffic)
 
 
-def gate_query(gate: spec.Gate, model: str, version: str, window_: str) -> str:
+def gate_query(
+    gate: spec.Gate, model: str, version: str, window_: str, traffic: str = "routed"
+) -> str:
     if gate.query is not None:
         return gate.query  # the user's PromQL, as written
     if gate.metric == "error_rate":
-        failed = increase("mlops_requests_total", selector(model, version, 'code=~"5.."'), window_)
+        sel = selector(model, version, f'code=~"5..",{route(traffic)}')
+        failed = increase("mlops_requests_total", sel, window_)
         # `or vector(0)`: no 5xx series at all means a rate of 0, not "no data".
-        return f"({failed} or vector(0)) / {served(model, version, window_)}"
+        return f"({failed} or vector(0)) / {served(model, version, window_, traffic)}"
     if gate.metric in _QUANTILES:
-        buckets = delta(
-            "mlops_request_duration_seconds_bucket", selector(model, version), window_, by="le"
-        )
+        sel = selector(model, version, route(traffic))
+        buckets = delta("mlops_request_duration_seconds_bucket", sel, window_, by="le")
         return f"histogram_quantile({_QUANTILES[gate.metric]}, {buckets}) * 1000"
     if gate.metric == "shadow_agreement":
         metric = "mlops_shadow_agreement_total"

@@ -1,6 +1,8 @@
 """Both Metrics providers against a real engine (2 workers) and a real Prometheus.
 
-Traffic is sent to version-pinned endpoints so that every count is known exactly.
+Gates judge what the router sent: the counted traffic goes through the routed endpoint to
+single-route tables (so every count is known exactly), and clean requests sent straight to
+the same version (`/versions/V/infer`) must change nothing a gate reads.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ P99 = spec.Gate(metric="latency_p99", max=100.0)
 P50 = spec.Gate(metric="latency_p50", max=100.0)
 AGREE = spec.Gate(metric="shadow_agreement", min=0.5)
 GOOD, POISON, MALFORMED, CLF = 60, 30, 10, 200
+DIRECT = 300  # clean requests to /versions/1.0.0/infer: they would dilute the error rate
 
 
 @dataclass
@@ -73,11 +76,15 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
             settings = fixtures.classifier_settings()
             rt.load("clf", "1.0.0", support.classifier_artifact(artifacts, 0), settings)
             rt.load("clf", "1.1.0", support.classifier_artifact(artifacts, 3), settings)
+            rt.set_traffic("flaky", {"1.0.0": 100}, None)
+            rt.set_traffic("clf", {"1.0.0": 100}, None)
             url = rt.inference_url()
-            send(url, "/v2/models/flaky/versions/1.0.0/infer", [[0.1] * 4], GOOD, 200)
-            send(url, "/v2/models/flaky/versions/1.0.0/infer", [[7.0] * 4], POISON, 500)
-            send(url, "/v2/models/flaky/versions/1.0.0/infer", [[0.1] * 3], MALFORMED, 400)
-            send(url, "/v2/models/clf/versions/1.0.0/infer", [[0.2] * 8], CLF, 200)
+            send(url, "/v2/models/flaky/infer", [[0.1] * 4], GOOD, 200)
+            send(url, "/v2/models/flaky/infer", [[7.0] * 4], POISON, 500)
+            send(url, "/v2/models/flaky/infer", [[0.1] * 3], MALFORMED, 400)
+            send(url, "/v2/models/flaky/versions/1.0.0/infer", [[0.1] * 4], DIRECT, 200)
+            send(url, "/v2/models/clf/infer", [[0.2] * 8], CLF, 200)
+            send(url, "/v2/models/clf/versions/1.1.0/infer", [[0.2] * 8], DIRECT, 200)
             yield Target(ws, rt, server, builtin, started)
         finally:
             server.stop()
@@ -104,15 +111,17 @@ def test_builtin_counts_are_exact(target: Target) -> None:
     b = target.builtin
     w = window(target)
     flaky = b.sample("flaky", "1.0.0", ERR, w)
-    assert flaky == Sample(POISON / (GOOD + POISON), GOOD + POISON)  # 4xx excluded
+    # 4xx excluded, and the DIRECT clean requests too: they are not what the router sent.
+    assert flaky == Sample(POISON / (GOOD + POISON), GOOD + POISON)
     assert b.sample("clf", "1.0.0", ERR, w) == Sample(0.0, CLF)
     p99 = b.sample("clf", "1.0.0", P99, w)
     p50 = b.sample("clf", "1.0.0", P50, w)
     assert p99.value is not None and p50.value is not None
     assert 0 < p50.value <= p99.value < 1000
     assert p99.requests == CLF
-    # Loaded but never asked: no data, not zero.
+    # Loaded and called only directly: no routed data, not zero.
     assert b.sample("clf", "1.1.0", P99, w) == Sample(None, 0)
+    assert b.sample("clf", "1.1.0", ERR, w).requests == 0
     assert b.sample("nope", "1.0.0", ERR, w) == Sample(None, 0)
     query = spec.Gate(name="ctr", query="sum(up)", min=1)
     assert b.sample("clf", "1.0.0", query, w).error == "query gates need Prometheus"
@@ -123,7 +132,7 @@ def test_builtin_window_excludes_older_traffic(target: Target) -> None:
     time.sleep(1.0)
     assert b.observe() is None
     mark = time.monotonic()
-    send(target.runtime.inference_url(), "/v2/models/clf/versions/1.0.0/infer", [[0.3] * 8], 7, 200)
+    send(target.runtime.inference_url(), "/v2/models/clf/infer", [[0.3] * 8], 7, 200)
     time.sleep(0.6)
     assert b.sample("clf", "1.0.0", ERR, time.monotonic() - mark).requests == 7
 
@@ -151,7 +160,8 @@ def test_prometheus_scrapes_every_worker_and_agrees(target: Target) -> None:
     p99 = p.sample("clf", "1.0.0", P99, 120)
     builtin_p99 = target.builtin.sample("clf", "1.0.0", P99, window(target))
     assert p99.value == pytest.approx(builtin_p99.value, rel=0.01)
-    assert p.sample("clf", "1.1.0", P99, 120).value is None  # no data, not 0
+    assert p.sample("clf", "1.1.0", P99, 120).value is None  # direct calls only: no data
+    assert p.sample("clf", "1.1.0", ERR, 120).requests == 0
     up = spec.Gate(name="workers", query="count(up{job='mlops-engine'} == 1)", min=2)
     assert p.sample("clf", "1.0.0", up, 120) == Sample(2.0, served)
     bad = spec.Gate(name="bad", query="sum(rate(", min=0)
@@ -173,15 +183,26 @@ def test_shadow_agreement_from_both_providers(target: Target) -> None:
             }
             assert client.post("/v2/models/clf/infer", json=body).status_code == 200
     time.sleep(0.5)  # mirrored requests run after the primary answered
-    builtin = target.builtin.sample("clf", "1.1.0", AGREE, time.monotonic() - mark + 0.2)
+    span = time.monotonic() - mark + 0.2
+    builtin = target.builtin.sample("clf", "1.1.0", AGREE, span)
     assert builtin.requests == 150
     assert builtin.value is not None and 0.5 < builtin.value <= 1.0
+    # The shadow's own requests: every mirrored one ran, none failed, each has a latency.
+    mirrored = target.builtin.sample("clf", "1.1.0", ERR, span, traffic="shadow")
+    assert mirrored == Sample(0.0, 150)
+    shadow_p99 = target.builtin.sample("clf", "1.1.0", P99, span, traffic="shadow")
+    assert shadow_p99.requests == 150 and shadow_p99.value is not None
+    # ...and none of them is a routed request of 1.1.0.
+    assert target.builtin.sample("clf", "1.1.0", ERR, span).requests == 0
     p = prometheus.PrometheusMetrics(target.server.url)
     deadline = time.monotonic() + 15
     while (got := p.sample("clf", "1.1.0", AGREE, 60)).requests < 150:
         assert time.monotonic() < deadline, got
         time.sleep(0.5)
     assert got.value == pytest.approx(builtin.value)
+    assert p.sample("clf", "1.1.0", ERR, 60, traffic="shadow") == Sample(0.0, 150)
+    p99 = p.sample("clf", "1.1.0", P99, 60, traffic="shadow")
+    assert p99.value == pytest.approx(shadow_p99.value, rel=0.01)
 
 
 def test_prometheus_down_is_an_error_sample_and_server_restarts(target: Target) -> None:
