@@ -310,6 +310,8 @@ class Engine(Server):
             str(state),
         ]
         super().__init__(name, command, workdir / f"{name}.log", port)
+        # Load, unload and routing answer only on the admin address (port + 1000, loopback).
+        self.admin = f"http://127.0.0.1:{port + 1000}"
         self.wait_until("/v2/health/live")
 
     def load(self, model: str, version: str, settings: dict[str, Any]) -> float:
@@ -317,7 +319,7 @@ class Engine(Server):
         started = time.perf_counter()
         status, body = http(
             "POST",
-            f"{self.base}/v2/repository/models/{model}/load",
+            f"{self.admin}/v2/repository/models/{model}/load",
             {"parameters": {"version": version, "settings": settings}},
             timeout=600,
         )
@@ -329,7 +331,7 @@ class Engine(Server):
     def unload(self, model: str, version: str) -> None:
         status, body = http(
             "POST",
-            f"{self.base}/v2/repository/models/{model}/unload",
+            f"{self.admin}/v2/repository/models/{model}/unload",
             {"parameters": {"version": version}},
             timeout=120,
         )
@@ -340,7 +342,7 @@ class Engine(Server):
         self, model: str, weights: dict[str, int], shadow: dict[str, Any] | None = None
     ) -> None:
         status, body = http(
-            "PUT", f"{self.base}/v2/routing/{model}", {"weights": weights, "shadow": shadow}
+            "PUT", f"{self.admin}/v2/routing/{model}", {"weights": weights, "shadow": shadow}
         )
         if status != 200:
             raise RuntimeError(f"routing {model}: HTTP {status} {body[:300]!r}")

@@ -142,7 +142,7 @@ def breach(ws: E2EWorkspace, semver: str, interval: float) -> float:
         )
         breached = time.monotonic()
         poison.start()
-        with httpx.Client(timeout=1.0) as client:
+        with httpx.Client(timeout=1.0, headers=ws.admin_headers()) as client:
             while time.monotonic() - breached < 60:
                 if canary_weight(client, urls, semver) == 0:
                     return time.monotonic() - breached

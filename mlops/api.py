@@ -190,7 +190,9 @@ def plan(
             spec_digest=load.spec_digest(loaded),
             allow_delete=allow_delete,
         )
-    return made.model_copy(update={"refreshed": names})
+    # Explicit workspace choices (e.g. serve.host off loopback) are reported with the plan.
+    warnings = [*ws.warnings, *made.warnings]
+    return made.model_copy(update={"refreshed": names, "warnings": warnings})
 
 
 def save_plan(plan: Plan, out: str | Path, workspace: str | None = None) -> Path:

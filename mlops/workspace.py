@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from mlops.spec import models as spec
 
 CONFIG_FILE = "mlops.yaml"
 STATE_DIR = ".mlops"
+ADMIN_TOKEN_FILE = "admin-token"  # in STATE_DIR, mode 0600: the local engine's admin token
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,35 @@ class Workspace:
     def ensure_state_dir(self) -> Path:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         return self.state_dir
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.state_dir / ADMIN_TOKEN_FILE
+
+    def ensure_admin_token(self) -> Path:
+        """The workspace's admin token file, created (mode 0600, 256 random bits) if absent."""
+        path = self.admin_token_file
+        self.ensure_state_dir()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            os.chmod(path, 0o600)  # never left readable by others, whoever made it
+            return path
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32) + "\n")
+        return path
+
+    def admin_token(self) -> str | None:
+        """The admin token, if the workspace has one."""
+        try:
+            return self.admin_token_file.read_text().strip() or None
+        except OSError:
+            return None
+
+    @property
+    def warnings(self) -> list[str]:
+        """Explicit choices in mlops.yaml worth a line in validate and plan."""
+        return serve_warnings(self.config)
 
     @property
     def registry_uri(self) -> str:
@@ -50,6 +82,34 @@ def resolve_inside(path: Path, root: Path, *, what: str = "path") -> Path:
     if real != root_real and root_real not in real.parents:
         raise errors.UsageError(f"{what} {str(path)!r} is outside the workspace {root_real}")
     return real
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a hostname: it may resolve to anything
+
+
+def exposure_warning(what: str, host: str) -> str:
+    """One line for an address other machines can reach; `what` names the setting."""
+    if "admin" in what:
+        return (
+            f"{what} {host} is not a loopback address: the engine's admin API (load, unload, "
+            "routing) is reachable from other machines; give it --admin-token-file"
+        )
+    return (
+        f"{what} {host} is not a loopback address: the engine's inference port is reachable "
+        "from other machines (the admin API stays on loopback)"
+    )
+
+
+def serve_warnings(config: spec.WorkspaceConfig) -> list[str]:
+    host = config.serve.host
+    return [] if is_loopback(host) else [exposure_warning("serve.host", host)]
 
 
 def find_root(start: Path | None = None) -> Path:

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from mlops import cli, errors
+from mlops import workspace as workspace_mod
 
 
 @click.command(
@@ -27,7 +28,10 @@ from mlops import cli, errors
     help="Model repository: NAME/VERSION/model.onnx + settings.json "
     "(default: .mlops/repository in the workspace).",
 )
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True,
+    help="Address of the inference port (a non-loopback address is reachable from the network).",
+)  # fmt: skip
 @click.option("--port", type=click.IntRange(1, 65535), default=8480, show_default=True)
 @click.option(
     "--replicas", type=click.IntRange(1, 64), default=1, show_default=True,
@@ -36,6 +40,15 @@ from mlops import cli, errors
 @click.option(
     "--admin-port", type=click.IntRange(1, 65535), default=None,
     help="Worker i also listens on ADMIN_PORT + i (default: port + 1000).",
+)  # fmt: skip
+@click.option(
+    "--admin-host", default="127.0.0.1", show_default=True,
+    help="Address of the admin ports (load, unload, routing); loopback unless you mean it.",
+)  # fmt: skip
+@click.option(
+    "--admin-token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    envvar="MLOPS_ADMIN_TOKEN_FILE",
+    help="File (mode 0600) with the token admin calls must send as 'Authorization: Bearer'.",
 )  # fmt: skip
 @click.option(
     "--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -69,6 +82,8 @@ def command(
     port: int,
     replicas: int,
     admin_port: int | None,
+    admin_host: str,
+    admin_token_file: Path | None,
     state_dir: Path | None,
     max_body_bytes: int,
     intra_op_threads: int,
@@ -81,6 +96,13 @@ def command(
     if repository is not None and not repository.is_dir():
         # An explicit repository that is missing is a typo, not an empty engine.
         raise errors.UsageError(f"model repository {str(repository)!r} is not a directory")
+    for what, address in (("--host", host), ("--admin-host", admin_host)):
+        if not workspace_mod.is_loopback(address):
+            click.echo(f"Warning: {workspace_mod.exposure_warning(what, address)}", err=True)
+    if admin_token_file is not None:
+        from mlops.serving import config as serve_config
+
+        serve_config.read_admin_token(admin_token_file)  # a bad file fails here, in one line
     from mlops import serving
 
     config = serving.ServeConfig(
@@ -89,6 +111,8 @@ def command(
         port=port,
         replicas=replicas,
         admin_port=admin_port,
+        admin_host=admin_host,
+        admin_token_file=None if admin_token_file is None else admin_token_file.resolve(),
         state_dir=state_dir or workspace / ".mlops" / "engine",
         max_body_bytes=max_body_bytes,
         intra_op_threads=intra_op_threads,

@@ -47,10 +47,11 @@ def command(ctx: click.Context, paths: tuple[Path, ...], fmt: str, check_files: 
         raise errors.UsageError(f"workspace {str(root)!r} is not a directory")
     targets = list(paths) or [_display(root / "specs", root)]
     problems: list[load.Problem] = []
+    warnings: list[str] = []
     config = root / workspace.CONFIG_FILE
     if config.is_file():
         try:
-            load.load_workspace_config(_display(config, root))
+            warnings = workspace.serve_warnings(load.load_workspace_config(_display(config, root)))
         except load.ConfigProblems as exc:
             problems.extend(exc.problems)
     loaded: list[load.LoadedSpec] = []
@@ -58,8 +59,11 @@ def command(ctx: click.Context, paths: tuple[Path, ...], fmt: str, check_files: 
         loaded = load.load_specs(targets, root, check_files=check_files)
     except errors.SpecError as exc:
         problems.extend(p for p in exc.problems if isinstance(p, load.Problem))
+    for warning in warnings:
+        click.echo(f"Warning: {warning}", err=True)
     if fmt == "json":
-        common.echo_json(_document(root, loaded, problems), sort_keys=True)
+        document = {**_document(root, loaded, problems), "warnings": warnings}
+        common.echo_json(document, sort_keys=True)
     else:
         _text(loaded, problems)
     if problems:

@@ -36,9 +36,13 @@ class EngineRejected(errors.PermanentError):
 class AdminClient:
     """The admin address of one worker: repository, routing, health and metrics."""
 
-    def __init__(self, url: str, timeout: float = ADMIN_TIMEOUT_S) -> None:
+    def __init__(
+        self, url: str, timeout: float = ADMIN_TIMEOUT_S, token: str | None = None
+    ) -> None:
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        # Load, unload and routing need the engine's admin token when it has one.
+        headers = {"authorization": f"Bearer {token}"} if token else None
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 
     def close(self) -> None:
         self._http.close()

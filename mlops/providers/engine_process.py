@@ -23,6 +23,8 @@ from mlops.workspace import Workspace
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
+# The engine's admin ports listen here whatever serve.host is (see docs/security.md).
+ADMIN_HOST = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,10 @@ class EngineRecord:
     port: int
     admin_port: int
     replicas: int
+    admin_host: str = ADMIN_HOST
 
     def admin_urls(self) -> list[str]:
-        return [f"http://{self.host}:{self.admin_port + i}" for i in range(self.replicas)]
+        return [f"http://{self.admin_host}:{self.admin_port + i}" for i in range(self.replicas)]
 
 
 class EngineProcess:
@@ -46,6 +49,10 @@ class EngineProcess:
         self.log_file = state / "logs" / "engine.log"
         self.state_dir = state / "engine"
         self.repository = state / "repository"
+
+    def admin_token(self) -> str | None:
+        """The token the engine's admin calls need (the workspace's), if there is one."""
+        return self.workspace.admin_token()
 
     def record(self) -> EngineRecord | None:
         """The recorded engine, if that very process is still running."""
@@ -65,8 +72,9 @@ class EngineProcess:
                 f"port {serve.port} on {serve.host} is in use by another program; "
                 "set serve.port in mlops.yaml"
             )
-        admin_port = _admin_base(serve.host, serve.port, replicas)
+        admin_port = _admin_base(ADMIN_HOST, serve.port, replicas)
         self.workspace.ensure_state_dir()
+        token_file = self.workspace.ensure_admin_token()
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.repository.mkdir(parents=True, exist_ok=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -78,12 +86,15 @@ class EngineProcess:
             "--repository", str(self.repository),
             "--host", serve.host, "--port", str(serve.port),
             "--replicas", str(replicas),
-            "--admin-port", str(admin_port),
+            "--admin-port", str(admin_port), "--admin-host", ADMIN_HOST,
             "--state-dir", str(self.state_dir),
             # Versions load only on request: a restarted worker must not bring back a staged
             # canary with no weight table (it would take all traffic).
             "--no-load-all",
         ]  # fmt: skip
+        # The token file's path travels in the environment; the token itself is never on a
+        # command line (`ps` shows those to every user).
+        env = {**os.environ, "MLOPS_ADMIN_TOKEN_FILE": str(token_file)}
         with self.log_file.open("ab") as log:
             # Own session: the engine outlives this command and its process group is ours to stop.
             proc = subprocess.Popen(
@@ -93,10 +104,11 @@ class EngineProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 cwd=self.workspace.root,
+                env=env,
             )
         record = EngineRecord(
             proc.pid, psutil.Process(proc.pid).create_time(), serve.host, serve.port,
-            admin_port, replicas,
+            admin_port, replicas, ADMIN_HOST,
         )  # fmt: skip
         tmp = self.record_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(record)))

@@ -241,7 +241,7 @@ class LocalRuntime:
     def _admin(self, url: str) -> engine_client.AdminClient:
         admin = self._admins.get(url)
         if admin is None:
-            admin = self._admins[url] = Admin(url)
+            admin = self._admins[url] = Admin(url, token=self.process.admin_token())
         return admin
 
     def _urls(self) -> list[str]:

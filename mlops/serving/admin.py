@@ -33,19 +33,23 @@ async def handle(
         await respond_json(send, 200, SERVER)
     elif head == "health" and len(parts) == 2 and parts[1] in ("live", "ready"):
         _require(method, "GET")
-        ok = parts[1] == "live" or engine.repository.ready()
+        ok = parts[1] == "live" or engine.ready()
         await respond_json(send, 200 if ok else 503, {parts[1]: ok})
     elif head == "models" and len(parts) >= 2:
         _require(method, "GET")
         await _model(engine, send, parts[1:])
     elif head == "repository":
+        if parts[1:] != ["index"]:
+            engine.check_admin(scope)  # load and unload: admin address (and token) only
         _require(method, "POST")
         body = json_body(await read_body(scope, receive, _ADMIN_BODY_LIMIT))
         await _repository(engine, send, parts[1:], body)
     elif head == "routing" and len(parts) == 1:
+        engine.check_admin(scope)
         _require(method, "GET")
         await respond_json(send, 200, engine.router.describe())
     elif head == "routing" and len(parts) == 2:
+        engine.check_admin(scope)
         _require(method, "PUT")
         body = json_body(await read_body(scope, receive, _ADMIN_BODY_LIMIT))
         generation = engine.router.update(parts[1], body)

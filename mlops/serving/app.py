@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +18,8 @@ from typing import Any
 import orjson
 
 from mlops.serving import admin, infer, metrics, tracing
-from mlops.serving.config import ServeConfig
-from mlops.serving.errors import MethodNotAllowed, NotFound, ServingError
+from mlops.serving.config import ServeConfig, read_admin_token
+from mlops.serving.errors import Forbidden, MethodNotAllowed, NotFound, ServingError
 from mlops.serving.feedback import FeedbackBook
 from mlops.serving.http import Receive, Scope, Send, respond_error
 from mlops.serving.repository import Repository
@@ -57,9 +58,41 @@ class Engine:
             metrics.EngineCollector(self.stats, self._queue_depths, lambda: self.router.generation)
         )
         self._startup: asyncio.Task[None] | None = None
+        # Admin endpoints answer only on connections accepted by the admin socket (its port,
+        # as uvicorn reports it in scope["server"]) and, when configured, with the token.
+        self._admin_port: int | None = None
+        self._admin_token = (
+            None if config.admin_token_file is None else read_admin_token(config.admin_token_file)
+        )
         # What this worker has loaded, so that a worker the supervisor restarts loads the same
         # versions again (with their settings) instead of coming back empty.
         self._loaded_file = loaded_file
+
+    def serve_admin_on(self, port: int) -> None:
+        """Connections to this local port (the admin socket) may use the admin endpoints."""
+        self._admin_port = port
+
+    def check_admin(self, scope: Scope) -> None:
+        """Refuse an admin call that came in on the inference address or without the token."""
+        server = scope.get("server")
+        if self._admin_port is None or server is None or server[1] != self._admin_port:
+            raise Forbidden(f"{scope['path']} is served only on the engine's admin address")
+        if self._admin_token is None:
+            return
+        given = b""
+        for key, value in scope["headers"]:
+            if key == b"authorization":
+                scheme, _, given = value.partition(b" ")
+                if scheme.lower() != b"bearer":
+                    given = b""
+                break
+        if not hmac.compare_digest(given.strip(), self._admin_token):
+            raise Forbidden("admin token missing or wrong (Authorization: Bearer TOKEN)")
+
+    def ready(self) -> bool:
+        """Start-up is over, every assigned version is READY, and every version a routing
+        table sends traffic (or mirrors) to is loaded."""
+        return self.repository.ready() and not self.router.missing()
 
     def _changed(self) -> None:
         self.router.rebuild()

@@ -31,6 +31,12 @@ class NotFound(ServingError):
     status = 404
 
 
+class Forbidden(ServingError):
+    """An admin endpoint asked on the inference address, or without the admin token."""
+
+    status = 403
+
+
 class MethodNotAllowed(ServingError):
     status = 405
 

@@ -178,6 +178,17 @@ class Router:
         if table.shadow and table.shadow[0] == version:
             raise Conflict(f"{name}@{version} is the shadow target; clear the shadow first")
 
+    def missing(self) -> list[tuple[str, str]]:
+        """(model, version) pairs a table sends traffic or mirrors to that are not loaded."""
+        gaps: list[tuple[str, str]] = []
+        for name, table in self.tables.items():
+            live = self._live.get(name, {})
+            wanted = [v for v, w in table.weights.items() if w > 0]
+            if table.shadow is not None and table.shadow[1] > 0:
+                wanted.append(table.shadow[0])
+            gaps.extend((name, v) for v in wanted if v not in live)
+        return sorted(gaps)
+
     def forget(self, name: str) -> None:
         """Drop the table of a model whose last version was unloaded."""
         if name not in self._live:

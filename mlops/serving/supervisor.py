@@ -25,7 +25,7 @@ _MAX_QUICK_DEATHS = 3
 def run(config: ServeConfig) -> int:
     worker.ensure_free(config.host, config.port)
     for index in range(config.replicas):
-        worker.ensure_free(config.host, config.first_admin_port + index)
+        worker.ensure_free(config.admin_host, config.first_admin_port + index)
     stopping = False
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -20,6 +20,7 @@ import orjson
 import uvicorn
 
 from mlops import errors
+from mlops.serving import protocol
 from mlops.serving.app import Engine
 from mlops.serving.config import ServeConfig
 
@@ -97,7 +98,8 @@ async def _serve(config: ServeConfig, index: int) -> None:
     server = uvicorn.Server(
         uvicorn.Config(
             engine,
-            http="httptools",
+            http=protocol.configure(config),  # httptools with the connection limits
+            ws="none",
             loop="none",  # already running on uvloop
             lifespan="on",
             access_log=False,

@@ -211,6 +211,14 @@ spec:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def admin_headers(self) -> dict[str, str]:
+        """The workspace's admin token, which the engine's routing and load calls need."""
+        try:
+            token = (self.root / ".mlops" / "admin-token").read_text().strip()
+        except FileNotFoundError:
+            return {}  # no engine was started yet
+        return {"authorization": f"Bearer {token}"}
+
     def admin_urls(self) -> list[str]:
         urls = []
         for path in sorted((self.root / ".mlops").rglob("worker-*.json")):
@@ -296,7 +304,8 @@ class RoutingWatch:
             while not self._stop.wait(self.period):
                 for url in self.ws.admin_urls():
                     try:
-                        table = client.get(f"{url}/v2/routing").json()
+                        reply = client.get(f"{url}/v2/routing", headers=self.ws.admin_headers())
+                        table = reply.raise_for_status().json()
                     except (httpx.HTTPError, ValueError):
                         continue
                     weights = (table.get("models", {}).get(self.model) or {}).get("weights", {})

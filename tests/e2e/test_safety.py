@@ -99,6 +99,7 @@ def test_stale_plan_is_refused_and_nothing_changes(ws: E2EWorkspace) -> None:
         reply = httpx.put(
             f"{url}/v2/routing/{NAME}",
             json={"weights": {"1.0.0": 100}, "shadow": None, "generation": 1000},
+            headers=ws.admin_headers(),
         )
         assert reply.status_code == 200, reply.text
     runs_before = sorted((ws.root / ".mlops" / "journal").glob("*.jsonl"))

@@ -25,7 +25,7 @@ SETTINGS = fixtures.classifier_settings()
 def routing_of_every_worker(rt: LocalRuntime, name: str) -> list[dict[str, object]]:
     tables = []
     for url in rt.worker_admin_urls():
-        with engine_client.AdminClient(url) as admin:
+        with engine_client.AdminClient(url, token=rt.process.admin_token()) as admin:
             tables.append(admin.routing()["models"][name])
     return tables
 

@@ -41,14 +41,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class EngineThread:
-    """One engine worker on a free loopback port, served by uvicorn in a background thread."""
+ADMIN_TOKEN = "test-admin-token"
 
-    def __init__(self, config: ServeConfig) -> None:
-        self.engine = Engine(config)
+
+def admin_token_file(directory: Path, token: str = ADMIN_TOKEN) -> Path:
+    path = directory / "admin-token"
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return path
+
+
+class EngineThread:
+    """One engine worker on a free loopback port, served by uvicorn in a background thread,
+    with its admin socket on a second port (`admin_url`) as a worker process has."""
+
+    def __init__(self, config: ServeConfig, routing_file: Path | None = None) -> None:
+        self.engine = Engine(config, routing_file=routing_file)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._sock = bind("127.0.0.1", self.port, True)
+        self._admin_sock = bind("127.0.0.1", 0, False)
+        self.admin_port = int(self._admin_sock.getsockname()[1])
+        self.admin_url = f"http://127.0.0.1:{self.admin_port}"
+        self.engine.serve_admin_on(self.admin_port)
         self.server = uvicorn.Server(
             uvicorn.Config(
                 self.engine, http="httptools", lifespan="on", access_log=False, log_level="error"
@@ -67,7 +82,7 @@ class EngineThread:
         import uvloop
 
         self.loop = uvloop.new_event_loop()
-        self.loop.run_until_complete(self.server.serve(sockets=[self._sock]))
+        self.loop.run_until_complete(self.server.serve(sockets=[self._sock, self._admin_sock]))
 
     def call(self, coro: Any) -> Any:
         """Run a coroutine on the engine's loop (for direct access in tests)."""
@@ -107,7 +122,13 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def engine(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineThread]:
     state = tmp_path_factory.mktemp("state")
-    server = EngineThread(ServeConfig(repository=repo, state_dir=state, max_body_bytes=1 << 20))
+    config = ServeConfig(
+        repository=repo,
+        state_dir=state,
+        max_body_bytes=1 << 20,
+        admin_token_file=admin_token_file(state),
+    )
+    server = EngineThread(config)
     yield server
     server.stop()
 
@@ -115,4 +136,12 @@ def engine(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Eng
 @pytest.fixture()
 def client(engine: EngineThread) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=engine.url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture()
+def admin(engine: EngineThread) -> Iterator[httpx.Client]:
+    """The engine's admin address, with its token: load, unload and routing go here."""
+    headers = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    with httpx.Client(base_url=engine.admin_url, timeout=60, headers=headers) as c:
         yield c

@@ -163,8 +163,8 @@ def test_feedback_is_attributed_to_the_serving_version(client: httpx.Client) -> 
     assert re.search(r'mlops_feedback_total\{model="batched",version="1.0.0"\} [1-9]', text)
 
 
-def test_shadow_agreement_is_counted(client: httpx.Client) -> None:
-    r = client.put(
+def test_shadow_agreement_is_counted(client: httpx.Client, admin: httpx.Client) -> None:
+    r = admin.put(
         "/v2/routing/clf",
         json={
             "weights": {"1.0.0": 100, "1.1.0": 0},
@@ -177,7 +177,7 @@ def test_shadow_agreement_is_counted(client: httpx.Client) -> None:
             client.post("/v2/models/clf/infer", json=infer_body()).headers["x-mlops-version"]
             == "1.0.0"
         )
-    client.put("/v2/routing/clf", json={"weights": {"1.0.0": 100}, "shadow": None})
+    admin.put("/v2/routing/clf", json={"weights": {"1.0.0": 100}, "shadow": None})
     text = client.get("/metrics").text
     mirrored = re.search(
         r'mlops_shadow_requests_total\{code="200",model="clf",version="1.1.0"\} (\S+)', text
@@ -209,19 +209,19 @@ def test_batching_merges_concurrent_requests(engine: EngineThread) -> None:
     assert stats.batches < stats.batched_requests  # some runs carried more than one request
 
 
-def test_routing_api_round_trip(client: httpx.Client) -> None:
-    before = client.get("/v2/routing").json()
+def test_routing_api_round_trip(admin: httpx.Client) -> None:
+    before = admin.get("/v2/routing").json()
     g = before["generation"] + 10
-    r = client.put("/v2/routing/clf", json={"weights": {"1.0.0": 60, "1.1.0": 40}, "generation": g})
+    r = admin.put("/v2/routing/clf", json={"weights": {"1.0.0": 60, "1.1.0": 40}, "generation": g})
     assert r.json() == {"generation": g}
-    after = client.get("/v2/routing").json()
+    after = admin.get("/v2/routing").json()
     assert after["generation"] == g
     assert after["models"]["clf"]["weights"] == {"1.0.0": 60, "1.1.0": 40}
     assert (
-        client.put(
+        admin.put(
             "/v2/routing/clf", json={"weights": {"1.0.0": 1}, "generation": g - 1}
         ).status_code
         == 409
     )
-    assert client.put("/v2/routing/clf", json={"weights": {"9.0.0": 1}}).status_code == 409
-    client.put("/v2/routing/clf", json={"weights": {"1.0.0": 100}})
+    assert admin.put("/v2/routing/clf", json={"weights": {"9.0.0": 1}}).status_code == 409
+    admin.put("/v2/routing/clf", json={"weights": {"1.0.0": 100}})

@@ -73,7 +73,7 @@ def _hammer(
 
 
 def test_load_and_unload_while_four_clients_hammer_other_versions(
-    engine: EngineThread, client: httpx.Client, repo: Path
+    engine: EngineThread, client: httpx.Client, admin: httpx.Client, repo: Path
 ) -> None:
     fixtures.write_version(
         repo, "hot", "1.0.0", fixtures.classifier_bytes(seed=5), fixtures.classifier_settings()
@@ -87,9 +87,9 @@ def test_load_and_unload_while_four_clients_hammer_other_versions(
         progress.wait_for(200)
         for _ in range(4):
             load = {"parameters": {"version": "1.0.0"}}
-            assert client.post("/v2/repository/models/hot/load", json=load).status_code == 200
+            assert admin.post("/v2/repository/models/hot/load", json=load).status_code == 200
             assert client.post("/v2/models/hot/infer", json=infer_body()).status_code == 200
-            assert client.post("/v2/repository/models/hot/unload", json=load).status_code == 200
+            assert admin.post("/v2/repository/models/hot/unload", json=load).status_code == 200
             assert client.post("/v2/models/hot/infer", json=infer_body()).status_code == 404
         progress.wait_for(progress.count + 200)
         done.set()
@@ -100,7 +100,7 @@ def test_load_and_unload_while_four_clients_hammer_other_versions(
 
 
 def test_reload_with_new_settings_swaps_without_failing_requests(
-    engine: EngineThread, client: httpx.Client
+    engine: EngineThread, admin: httpx.Client
 ) -> None:
     done, progress = threading.Event(), _Progress()
     path = ["/v2/models/batched/infer"]
@@ -112,7 +112,7 @@ def test_reload_with_new_settings_swaps_without_failing_requests(
         for size in (8, 16, 32):
             settings = fixtures.classifier_settings(max_batch_size=size, max_queue_delay_ms=1)
             load = {"parameters": {"version": "1.0.0", "settings": settings}}
-            assert client.post("/v2/repository/models/batched/load", json=load).status_code == 200
+            assert admin.post("/v2/repository/models/batched/load", json=load).status_code == 200
         progress.wait_for(progress.count + 200)
         done.set()
         codes = sum((f.result()[0] for f in futures), Counter())
@@ -120,16 +120,16 @@ def test_reload_with_new_settings_swaps_without_failing_requests(
 
 
 def test_weight_change_under_load_splits_within_two_points(
-    engine: EngineThread, client: httpx.Client
+    engine: EngineThread, admin: httpx.Client
 ) -> None:
     """End to end over HTTP: 10,000 requests after a 70/30 table applied under load."""
-    client.put("/v2/routing/clf", json={"weights": {"1.0.0": 100}})
+    admin.put("/v2/routing/clf", json={"weights": {"1.0.0": 100}})
     with ThreadPoolExecutor(4) as pool:
         warm = [
             pool.submit(_hammer(engine.url, ["/v2/models/clf/infer"], 200), i) for i in range(4)
         ]
         assert (
-            client.put("/v2/routing/clf", json={"weights": {"1.0.0": 70, "1.1.0": 30}}).status_code
+            admin.put("/v2/routing/clf", json={"weights": {"1.0.0": 70, "1.1.0": 30}}).status_code
             == 200
         )
         before = sum((f.result()[0] for f in warm), Counter())
@@ -137,7 +137,7 @@ def test_weight_change_under_load_splits_within_two_points(
             pool.submit(_hammer(engine.url, ["/v2/models/clf/infer"], 2_500), i) for i in range(4)
         ]
         results = [f.result() for f in runs]
-    client.put("/v2/routing/clf", json={"weights": {"1.0.0": 100}})
+    admin.put("/v2/routing/clf", json={"weights": {"1.0.0": 100}})
     assert set(before) == {200}
     codes = sum((c for c, _ in results), Counter())
     versions = sum((v for _, v in results), Counter())
