@@ -51,11 +51,11 @@ def run(
         raise errors.RegistryError(f"{model}@{semver} is not registered")
     result: dict[str, Any] = {
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "metric": str(after.get("metric") or version.baseline.metric),
-        "baseline": float(after.get("baseline") or version.baseline.value),
-        "tolerance": float(after.get("tolerance") or DEFAULT_TOLERANCE),
-        "baseline_p99_ms": float(after.get("p99_ms") or version.baseline.p99_ms),
-        "max_increase": float(after.get("max_increase") or DEFAULT_MAX_INCREASE),
+        "metric": str(_given(after, "metric", version.baseline.metric)),
+        "baseline": float(_given(after, "baseline", version.baseline.value)),
+        "tolerance": float(_given(after, "tolerance", DEFAULT_TOLERANCE)),
+        "baseline_p99_ms": float(_given(after, "p99_ms", version.baseline.p99_ms)),
+        "max_increase": float(_given(after, "max_increase", DEFAULT_MAX_INCREASE)),
         "accuracy": None,
         "rows": 0,
     }
@@ -68,6 +68,13 @@ def run(
     result["reason"] = "; ".join(reasons)
     result["passed"] = not reasons
     return result
+
+
+def _given(after: Mapping[str, Any], key: str, default: Any) -> Any:
+    """The payload's value, or `default` when absent or null. Never `x or default`: a
+    zero tolerance or max_increase is a real, strict setting."""
+    value = after.get(key)
+    return default if value is None else value
 
 
 def _check_sha(
