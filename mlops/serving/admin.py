@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import exposition
 
 from mlops import __version__
+from mlops.serving import schema
 from mlops.serving.errors import BadRequest, MethodNotAllowed, NotFound
 from mlops.serving.http import Receive, Scope, Send, json_body, read_body, respond, respond_json
 from mlops.serving.router import semver_key
@@ -33,8 +34,11 @@ async def handle(
         await respond_json(send, 200, SERVER)
     elif head == "health" and len(parts) == 2 and parts[1] in ("live", "ready"):
         _require(method, "GET")
-        ok = parts[1] == "live" or engine.ready()
-        await respond_json(send, 200 if ok else 503, {parts[1]: ok})
+        reason = None if parts[1] == "live" else engine.unready_reason()
+        doc: dict[str, Any] = {parts[1]: reason is None}
+        if reason is not None:
+            doc["reason"] = reason
+        await respond_json(send, 200 if reason is None else 503, doc)
     elif head == "models" and len(parts) >= 2:
         _require(method, "GET")
         await _model(engine, send, parts[1:])
@@ -114,16 +118,12 @@ async def _repository(engine: Engine, send: Send, parts: list[str], body: Any) -
     if len(parts) != 3 or parts[0] != "models" or parts[2] not in ("load", "unload"):
         raise NotFound("no such repository endpoint")
     name, action = parts[1], parts[2]
-    params = body.get("parameters") if isinstance(body, dict) else None
-    params = params or {}
-    if not isinstance(params, dict):
-        raise BadRequest("parameters must be an object")
-    version = params.get("version")
-    if version is not None and not isinstance(version, str):
-        raise BadRequest("parameters.version must be a string")
-    settings = params.get("settings")
-    if settings is not None and not isinstance(settings, dict):
-        raise BadRequest("parameters.settings must be an object")
+    try:
+        schema.check_name(name)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    params = schema.parse(schema.RepositoryBody, body, f"{action} body").parameters
+    version, settings = params.version, params.settings
     if action == "load":
         loaded = await engine.load(name, version, settings)
         await respond_json(send, 200, {"name": name, "versions": loaded, "state": "READY"})

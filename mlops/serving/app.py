@@ -92,7 +92,20 @@ class Engine:
     def ready(self) -> bool:
         """Start-up is over, every assigned version is READY, and every version a routing
         table sends traffic (or mirrors) to is loaded."""
-        return self.repository.ready() and not self.router.missing()
+        return self.unready_reason() is None
+
+    def unready_reason(self) -> str | None:
+        """Why the engine is not ready (one line), or None when it is."""
+        if self.router.problem is not None:
+            return self.router.problem
+        if not self.repository.ready():
+            if self.repository.starting:
+                return "loading the repository at start-up"
+            return "a version is not READY (see POST /v2/repository/index)"
+        missing = self.router.missing()
+        if missing:
+            return "routed but not loaded: " + ", ".join(f"{n}@{v}" for n, v in missing[:5])
+        return None
 
     def _changed(self) -> None:
         self.router.rebuild()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -20,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from mlops.serving import schema
 from mlops.serving import settings as settings_mod
 from mlops.serving.batcher import Batcher
 from mlops.serving.errors import BadRequest, NotFound
@@ -32,8 +32,6 @@ from mlops.serving.version import ModelVersion, State
 # several ms from it; at lower weight the scheduler lets the woken loop preempt it sooner,
 # while the load still gets a quarter of a saturated core (SCHED_IDLE would starve it).
 LOADER_NICE_INCREMENT = 10
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 
 
 @dataclass(slots=True)
@@ -197,10 +195,10 @@ def _lower_priority() -> None:
 
 
 def _check_name(text: str) -> str:
-    # Names become path segments: refuse anything that could climb out of the repository.
-    if not _NAME.match(text) or ".." in text:
-        raise BadRequest(f"invalid model name or version {text!r}")
-    return text
+    try:
+        return schema.check_name(text)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def _check_batchable(parsed: settings_mod.VersionSettings) -> None:

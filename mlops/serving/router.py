@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import random
 from bisect import bisect_right
@@ -16,10 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import semver
 
-from mlops.serving.errors import BadRequest, Conflict, NotFound
+from mlops.serving import schema
+from mlops.serving.errors import Conflict, NotFound
 from mlops.serving.version import ModelVersion
+
+log = logging.getLogger("mlops.serving")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,25 +84,43 @@ class Router:
         # A restarted worker must come back with the controller's tables, not the default
         # "newest version takes all", or a canary could briefly get more than its planned weight.
         self._persist = persist
+        # Why the persisted tables could not be restored (a corrupt file), until the
+        # controller puts a table again; reported by /v2/health/ready and GET /v2/routing.
+        self.problem: str | None = None
         if persist is not None:
             self._restore(persist)
 
     def _restore(self, path: Path) -> None:
+        """The tables saved by the last run; a file that does not validate is an error that
+        names it (the worker still starts, with no tables, and says so)."""
         try:
-            doc = json.loads(path.read_text())
+            raw = path.read_bytes()
         except FileNotFoundError:
             return
-        except (OSError, ValueError):
-            return  # a damaged file is no worse than no file: the controller re-sends tables
-        for name, entry in doc.get("tables", {}).items():
-            shadow = entry.get("shadow")
+        except OSError as exc:
+            self._corrupt(path, exc.strerror or str(exc))
+            return
+        try:
+            doc = schema.PersistedRouting.model_validate_json(raw)
+        except pydantic.ValidationError as exc:
+            self._corrupt(path, schema.describe(exc))
+            return
+        for name, entry in doc.tables.items():
+            shadow = entry.shadow
             self.tables[name] = Table(
-                int(entry["generation"]),
-                {str(v): int(w) for v, w in entry["weights"].items()},
-                None if shadow is None else (str(shadow["version"]), float(shadow["percent"])),
+                entry.generation,
+                dict(entry.weights),
+                None if shadow is None else (shadow.version, shadow.percent),
             )
-        self._generations = {str(k): int(v) for k, v in doc.get("generations", {}).items()}
-        self.generation = int(doc.get("generation", 0))
+        self._generations = dict(doc.generations)
+        self.generation = max([doc.generation, *self._generations.values()])
+
+    def _corrupt(self, path: Path, reason: str) -> None:
+        self.problem = (
+            f"routing file {path} is corrupt ({reason}); serving default routing until the "
+            "controller sets the tables again"
+        )
+        log.error("%s", self.problem)
 
     def _save(self) -> None:
         if self._persist is None:
@@ -107,6 +130,12 @@ class Router:
             "generations": self._generations,
             "tables": {name: table.describe() for name, table in self.tables.items()},
         }
+        try:
+            # What the next start reads back must pass the same schema: never write otherwise.
+            schema.PersistedRouting.model_validate(doc)
+        except pydantic.ValidationError as exc:
+            log.error("routing not saved to %s: %s", self._persist, schema.describe(exc))
+            return
         tmp = self._persist.with_suffix(".tmp")
         with contextlib.suppress(OSError):
             self._persist.parent.mkdir(parents=True, exist_ok=True)
@@ -136,24 +165,23 @@ class Router:
 
     def update(self, name: str, body: Any) -> int:
         """Apply a PUT /v2/routing/{name} body; returns the generation now in force."""
-        if not isinstance(body, dict):
-            raise BadRequest("routing body must be a JSON object")
+        parsed = schema.parse(schema.RoutingBody, body, "routing body")
         versions = self._live.get(name)
         if not versions:
             raise NotFound(f"unknown model '{name}'")
-        weights = _weights(body.get("weights", {}))
+        weights = dict(parsed.weights)
         for v, w in weights.items():
             if w > 0 and v not in versions:
                 raise Conflict(f"model '{name}' has no loaded version '{v}'")
-        shadow = _shadow(body.get("shadow"))
+        shadow = None if parsed.shadow is None else (parsed.shadow.version, parsed.shadow.percent)
         if shadow is not None and shadow[0] not in versions:
             raise Conflict(f"shadow version '{shadow[0]}' of '{name}' is not loaded")
         current = self._generations.get(name, 0)
-        generation = body.get("generation")
+        generation = parsed.generation
         if generation is None:
             generation = max(current, self.generation) + 1
-        if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
-            raise BadRequest("generation must be a non-negative integer")
+            if generation > schema.MAX_GENERATION:
+                raise Conflict(f"generations of '{name}' are exhausted; send one explicitly")
         table = Table(generation, weights, shadow)
         old = self.tables.get(name)
         if generation < current or (
@@ -167,6 +195,7 @@ class Router:
         self.generation = max(self.generation, generation)
         self.rebuild()
         self._save()
+        self.problem = None  # the controller is setting tables again: the file is valid now
         return generation
 
     def check_unload(self, name: str, version: str | None) -> None:
@@ -204,29 +233,10 @@ class Router:
             else:
                 route = self._generations.get(name, 0)
                 models[name] = {"generation": route, "weights": {}, "shadow": None}
-        return {"generation": self.generation, "models": models}
-
-
-def _weights(raw: Any) -> dict[str, int]:
-    if not isinstance(raw, dict):
-        raise BadRequest("weights must be an object of version -> integer")
-    for v, w in raw.items():
-        if not isinstance(w, int) or isinstance(w, bool) or w < 0:
-            raise BadRequest(f"weight of '{v}' must be a non-negative integer")
-    if raw and sum(raw.values()) == 0:
-        raise BadRequest("at least one weight must be positive")
-    return dict(raw)
-
-
-def _shadow(raw: Any) -> tuple[str, float] | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, dict) or not isinstance(raw.get("version"), str):
-        raise BadRequest("shadow must be null or {version, percent}")
-    percent = raw.get("percent", 100)
-    if not isinstance(percent, int | float) or isinstance(percent, bool) or not 0 <= percent <= 100:
-        raise BadRequest("shadow.percent must be a number in [0, 100]")
-    return raw["version"], float(percent)
+        doc: dict[str, Any] = {"generation": self.generation, "models": models}
+        if self.problem is not None:
+            doc["error"] = self.problem
+        return doc
 
 
 def semver_key(version: str) -> tuple[int, Any]:

@@ -111,7 +111,8 @@ def test_ready_is_false_while_a_routed_version_is_not_loaded(tmp_path: Path) -> 
     )
     try:
         ready = httpx.get(f"{server.url}/v2/health/ready")
-        assert ready.status_code == 503 and ready.json() == {"ready": False}
+        assert ready.status_code == 503 and ready.json()["ready"] is False
+        assert "m@1.0.0" in ready.json()["reason"]
         load = httpx.post(f"{server.admin_url}/v2/repository/models/m/load", json=LOAD, timeout=60)
         assert load.status_code == 200, load.text
         assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
