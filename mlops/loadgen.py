@@ -79,13 +79,15 @@ def run(
     poison_every: int = 0,
     timeout: float = 10.0,
     stop: threading.Event | None = None,
+    summary: Summary | None = None,
 ) -> Summary:
-    """Send `rate` requests/s for `duration` s (or until `stop` is set)."""
+    """Send `rate` requests/s for `duration` s (or until `stop` is set). A `summary` given by
+    the caller is filled as answers arrive, so another thread can wait on the progress."""
     import httpx
 
     if not 0 < rate <= MAX_RATE or not 0 < duration <= MAX_DURATION_S:
         raise ValueError(f"rate must be in (0, {MAX_RATE}] and duration in (0, {MAX_DURATION_S}]")
-    summary = Summary()
+    summary = summary if summary is not None else Summary()
     stop = stop or threading.Event()
     total = int(rate * duration)
     start = time.monotonic()

@@ -28,25 +28,19 @@ CLI_TIMEOUT_S = 240
 
 
 def free_port() -> int:
+    """A port the kernel picked as free (bind to port 0), as the engine will bind it."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
 def free_port_block(span: int = 4) -> int:
-    """A port whose admin ports (port + 1000 + i) are free too."""
-    for _ in range(50):
-        port = free_port()
-        if port + 1000 + span > 65535:
-            continue
-        try:
-            for offset in [0, *range(1000, 1000 + span)]:
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port + offset))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port block")
+    """The serve port of a test workspace. Only it is needed: the engine falls back to other
+    free admin ports when port + 1000.. is taken (engine_process._admin_base), so no block of
+    ports has to be found free (that search failed on busy machines)."""
+    del span
+    return free_port()
 
 
 @pytest.fixture(scope="session")
@@ -254,7 +248,7 @@ def stable_template(models: Path, tmp_path_factory: pytest.TempPathFactory) -> t
     root.mkdir()
     shutil.copytree(models / "models", root / "models")
     shutil.copytree(models / "data", root / "data")
-    first = E2EWorkspace(root=root, port=free_port_block(), models=models)
+    first = E2EWorkspace(root=root, port=free_port(), models=models)
     first.config()
     first.spec("1.0.0")
     try:
@@ -270,7 +264,7 @@ def ws(stable_template: tuple[Path, Path], models: Path) -> Iterator[E2EWorkspac
     root, template = stable_template
     shutil.rmtree(root, ignore_errors=True)
     shutil.copytree(template, root, symlinks=True)
-    workspace = E2EWorkspace(root=root, port=free_port_block(), models=models)
+    workspace = E2EWorkspace(root=root, port=free_port(), models=models)
     workspace.config()
     try:
         yield workspace
@@ -323,7 +317,8 @@ class Load:
         from mlops import loadgen
 
         self.stop = threading.Event()
-        self.summary: loadgen.Summary | None = None
+        # Filled while the load runs (loadgen records each answer), read at the end.
+        self.summary: loadgen.Summary | None = loadgen.Summary()
         self._args = (ws.url(), NAME)
         self._kwargs = {
             "rate": rate,
@@ -336,11 +331,34 @@ class Load:
     def _run(self) -> None:
         from mlops import loadgen
 
-        self.summary = loadgen.run(*self._args, stop=self.stop, **self._kwargs)  # type: ignore[arg-type]
+        self.summary = loadgen.run(
+            *self._args,
+            stop=self.stop,
+            summary=self.summary,
+            **self._kwargs,  # type: ignore[arg-type]
+        )
+
+    def answered(self) -> int:
+        summary = self.summary
+        if summary is None:
+            return 0
+        with summary.lock:
+            return summary.sent
+
+    def wait_answers(self, count: int, timeout: float = 60.0) -> None:
+        """Until `count` more requests have been answered (a condition, not a fixed sleep)."""
+        target = self.answered() + count
+        deadline = time.monotonic() + timeout
+        while self.answered() < target:
+            assert self._thread.is_alive(), "the load generator stopped"
+            assert time.monotonic() < deadline, f"{self.answered()} of {target} answered"
+            time.sleep(0.02)
 
     def __enter__(self) -> Load:
         self._thread.start()
-        time.sleep(1.0)  # let the first windows fill
+        # The gates' first windows hold traffic: the first second's worth has been answered.
+        rate = float(self._kwargs["rate"])
+        self.wait_answers(max(1, int(rate)))
         return self
 
     def __exit__(self, *exc: object) -> None:

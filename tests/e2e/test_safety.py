@@ -29,6 +29,18 @@ def wait_for_hold(ws: E2EWorkspace, weight: int, process: object, timeout: float
     raise AssertionError(f"no hold at {weight}% within {timeout}s")
 
 
+def wait_for_gate_round(ws: E2EWorkspace, process: object, timeout: float = 120) -> None:
+    """Until the hold in progress has recorded a round of gate measurements."""
+    record = ws.root / ".mlops" / "rollouts" / f"{NAME}.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if record.is_file() and (json.loads(record.read_text()).get("gates") or []):
+            return
+        assert process.poll() is None, process.stdout.read()  # type: ignore[attr-defined]
+        time.sleep(0.1)
+    raise AssertionError(f"no gate round within {timeout}s")
+
+
 def test_sigkill_mid_hold_then_rerun_converges(ws: E2EWorkspace) -> None:
     ws.deploy_v1()
     ws.spec("1.1.0", steps=[(25, 8.0), (50, 2.0), (100, 0.0)])
@@ -36,7 +48,7 @@ def test_sigkill_mid_hold_then_rerun_converges(ws: E2EWorkspace) -> None:
     with RoutingWatch(ws) as watch, Load(ws, rate=100.0):
         apply = ws.start("apply", plan)
         wait_for_hold(ws, 25, apply)
-        time.sleep(1.5)
+        wait_for_gate_round(ws, apply)  # killed mid-hold, after it measured (no fixed sleep)
         apply.send_signal(signal.SIGKILL)
         apply.wait(10)
         assert watch.max_weight.get("1.1.0", 0) == 25
@@ -118,7 +130,7 @@ def test_forced_rollback_under_load_fails_no_request(ws: E2EWorkspace) -> None:
     with Load(ws, rate=200.0) as load:
         ws.mlops("apply", "--auto-approve", "specs/", expect=4)
         ws.mlops("rollback", NAME)
-        time.sleep(1.0)
+        load.wait_answers(200)  # traffic after the rollback counts too
     assert load.summary is not None and load.summary.sent > 300
     assert load.summary.failed == 0, load.summary.to_dict()
     model = ws.model()

@@ -8,7 +8,7 @@ the same version (`/versions/V/infer`) must change nothing a gate reads.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +107,15 @@ def wait_for_scrape(metrics: Metrics, model: str, version: str, want: float) -> 
         time.sleep(0.5)
 
 
+def until(read: Callable[[], Sample], want: float, timeout: float = 15.0) -> Sample:
+    """The first sample counting at least `want` requests (polled, bounded): the exact-count
+    assertions that follow never depend on a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while (sample := read()).requests < want and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return sample
+
+
 def test_builtin_counts_are_exact(target: Target) -> None:
     b = target.builtin
     w = window(target)
@@ -133,8 +142,9 @@ def test_builtin_window_excludes_older_traffic(target: Target) -> None:
     assert b.observe() is None
     mark = time.monotonic()
     send(target.runtime.inference_url(), "/v2/models/clf/infer", [[0.3] * 8], 7, 200)
-    time.sleep(0.6)
-    assert b.sample("clf", "1.0.0", ERR, time.monotonic() - mark).requests == 7
+    # Counted once answered: wait for the condition (bounded), then the count is exact.
+    got = until(lambda: b.sample("clf", "1.0.0", ERR, time.monotonic() - mark), 7)
+    assert got.requests == 7
 
 
 def test_builtin_unreachable_engine_is_an_error_sample(tmp_path: Path) -> None:
@@ -182,9 +192,11 @@ def test_shadow_agreement_from_both_providers(target: Target) -> None:
                 ]
             }
             assert client.post("/v2/models/clf/infer", json=body).status_code == 200
-    time.sleep(0.5)  # mirrored requests run after the primary answered
+    # Mirrored requests run after the primary answered: wait until all were compared.
+    builtin = until(
+        lambda: target.builtin.sample("clf", "1.1.0", AGREE, time.monotonic() - mark + 0.2), 150
+    )
     span = time.monotonic() - mark + 0.2
-    builtin = target.builtin.sample("clf", "1.1.0", AGREE, span)
     assert builtin.requests == 150
     assert builtin.value is not None and 0.5 < builtin.value <= 1.0
     # The shadow's own requests: every mirrored one ran, none failed, each has a latency.
