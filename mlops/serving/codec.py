@@ -2,11 +2,17 @@
 
 `decode` turns bytes into named numpy arrays and never raises anything but BadRequest, so a
 malformed body can never take a worker down or be counted as a model error.
+
+JSON data must fit the declared datatype exactly: integers within its range (no wrapping),
+floats that stay finite in it (no overflow to infinity), JSON booleans only for BOOL and only
+booleans for BOOL. The checks cost one reduction or two per tensor, and only when the parsed
+values can be out of range for the datatype.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,8 +22,9 @@ from mlops.serving import dtypes
 from mlops.serving.errors import BadRequest
 
 MAX_RANK = 16
-# JSON numbers a V2 datatype accepts, by numpy kind (b=bool, i/u=integers, f=floats).
-_ACCEPTED_KINDS = {"b": "b", "i": "biu", "u": "biu", "f": "biuf"}
+# JSON values a V2 datatype accepts, by numpy kind (b=bool, i/u=integers, f=floats): booleans
+# only for BOOL, integers for integer and float types, floats only for float types.
+_ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
 
 
 @dataclass(slots=True)
@@ -28,6 +35,9 @@ class InferRequest:
     outputs: list[str] | None  # requested output names in order; None = every output
     binary_outputs: frozenset[str]
     binary_all: bool  # request-level `binary_data_output`
+    # Float inputs known to hold no NaN or infinity (JSON ones, checked here), so that request
+    # validation need not scan them again.
+    finite: frozenset[str] = field(default=frozenset())
 
 
 def decode(body: bytes, header_length: int | None = None) -> InferRequest:
@@ -63,6 +73,10 @@ def _decode(body: bytes, header_length: int | None) -> InferRequest:
         raise BadRequest("'inputs' must be a non-empty list")
     inputs: dict[str, np.ndarray[Any, Any]] = {}
     datatypes: dict[str, str] = {}
+    finite: list[str] = []
+    # JSON booleans can hide among numbers (numpy turns [true, 2.5] into [1.0, 2.5]); only a
+    # header that spells one anywhere needs the element-wise look.
+    maybe_bools = b"true" in header or b"false" in header
     offset = 0
     for i, item in enumerate(raw_inputs):
         if not isinstance(item, dict):
@@ -93,7 +107,9 @@ def _decode(body: bytes, header_length: int | None) -> InferRequest:
             array = np.frombuffer(binary, dtype=dtype, count=count, offset=offset).reshape(shape)
             offset += size
         else:
-            array = _json_tensor(item.get("data"), dtype, datatype, shape, count, name)
+            array = _json_tensor(item.get("data"), dtype, datatype, shape, count, name, maybe_bools)
+            if dtype.kind == "f":
+                finite.append(name)  # JSON has no NaN or infinity, and the range is checked
         inputs[name] = array
         datatypes[name] = datatype
     if offset != len(binary):
@@ -102,7 +118,9 @@ def _decode(body: bytes, header_length: int | None) -> InferRequest:
     binary_all = params.get("binary_data_output", False)
     if not isinstance(binary_all, bool):
         raise BadRequest("binary_data_output must be true or false")
-    return InferRequest(request_id, inputs, datatypes, outputs, binary_outputs, binary_all)
+    return InferRequest(
+        request_id, inputs, datatypes, outputs, binary_outputs, binary_all, frozenset(finite)
+    )
 
 
 def _params(raw: Any, where: str) -> dict[str, Any]:
@@ -128,7 +146,13 @@ def _shape(raw: Any, name: str) -> tuple[int, ...]:
 
 
 def _json_tensor(
-    data: Any, dtype: np.dtype[Any], datatype: str, shape: tuple[int, ...], count: int, name: str
+    data: Any,
+    dtype: np.dtype[Any],
+    datatype: str,
+    shape: tuple[int, ...],
+    count: int,
+    name: str,
+    maybe_bools: bool = True,
 ) -> np.ndarray[Any, Any]:
     if not isinstance(data, list):
         raise BadRequest(f"input '{name}' needs 'data' (a list) or binary_data_size")
@@ -140,9 +164,71 @@ def _json_tensor(
         raise BadRequest(
             f"input '{name}' has {array.size} elements, shape {list(shape)} needs {count}"
         )
-    if array.size and array.dtype.kind not in _ACCEPTED_KINDS.get(dtype.kind, ""):
+    if not array.size:
+        return array.astype(dtype).reshape(shape)
+    kind = array.dtype.kind
+    if kind == "f" and dtype.kind in "iu" and not _contains(data, array.ndim, float):
+        # Integers only, but some beyond int64: numpy widened them all to float64.
+        array = _wide_integers(data, dtype, datatype, name)
+        kind = "u"
+    if kind not in _ACCEPTED_KINDS.get(dtype.kind, ""):
         raise BadRequest(f"input '{name}' data does not match datatype {datatype}")
+    if maybe_bools and kind != "b" and _contains(data, array.ndim, bool):
+        raise BadRequest(f"input '{name}' data mixes booleans into {datatype} numbers")
+    if array.dtype != dtype and _may_overflow(kind, dtype):
+        low, high = _RANGES[dtype]
+        if dtype.kind == "f":  # symmetric: one reduction
+            outside = np.abs(array).max() > high
+        else:
+            outside = array.min() < low or array.max() > high
+        if outside:
+            raise _out_of_range(name, datatype)
     return array.astype(dtype, copy=False).reshape(shape)
+
+
+def _may_overflow(kind: str, dtype: np.dtype[Any]) -> bool:
+    """Whether parsed values of this numpy kind can fall outside `dtype`: any integer type,
+    FP32 from floats, FP16 from anything (JSON floats are finite float64s)."""
+    if dtype not in _RANGES:
+        return False
+    return dtype.kind != "f" or kind == "f" or dtype.itemsize == 2
+
+
+def _out_of_range(name: str, datatype: str) -> BadRequest:
+    low, high = _RANGES[dtypes.V2_TO_NUMPY[datatype]]
+    return BadRequest(f"input '{name}' has values outside the range of {datatype} [{low}, {high}]")
+
+
+def _range_of(dtype: np.dtype[Any]) -> tuple[int | float, int | float]:
+    if dtype.kind == "f":
+        return float(np.finfo(dtype).min), float(np.finfo(dtype).max)
+    return int(np.iinfo(dtype).min), int(np.iinfo(dtype).max)
+
+
+# The values each datatype holds, for those a parsed JSON number can fall outside of.
+_RANGES: dict[np.dtype[Any], tuple[int | float, int | float]] = {
+    d: _range_of(d) for d in dtypes.V2_TO_NUMPY.values() if d.kind in "iuf" and d != np.float64
+}
+
+
+def _contains(data: list[Any], depth: int, kind: type) -> bool:
+    """Whether any element of (nested) `data` has exactly this Python type."""
+    flat: Any = data
+    for _ in range(depth - 1):
+        flat = itertools.chain.from_iterable(flat)
+    return kind in map(type, flat)
+
+
+def _wide_integers(
+    data: list[Any], dtype: np.dtype[Any], datatype: str, name: str
+) -> np.ndarray[Any, Any]:
+    """Integers some of which need 64 bits unsigned: exact for UINT64 if all fit, else 400."""
+    if dtype == np.uint64:
+        try:
+            return np.array(data, dtype=np.uint64)
+        except OverflowError:
+            pass
+    raise _out_of_range(name, datatype)
 
 
 def _outputs(raw: Any) -> tuple[list[str] | None, frozenset[str]]:
@@ -161,6 +247,8 @@ def _outputs(raw: Any) -> tuple[list[str] | None, frozenset[str]]:
         flag = params.get("binary_data", False)
         if not isinstance(flag, bool):
             raise BadRequest(f"outputs[{i}].parameters.binary_data must be true or false")
+        if item["name"] in names:
+            raise BadRequest(f"output '{item['name']}' is requested twice")
         names.append(item["name"])
         if flag:
             binary.add(item["name"])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Final
+import math
+from typing import Any, Final
 
 import numpy as np
 
@@ -43,3 +44,13 @@ ONNX_TO_V2: Final[dict[str, str]] = {
 def v2_name(dtype: np.dtype[np.generic]) -> str:
     """The V2 name of a numpy dtype; outputs of an unknown type are reported as BYTES."""
     return NUMPY_TO_V2.get(dtype, "BYTES")
+
+
+def finite(array: np.ndarray[Any, Any]) -> bool:
+    """No NaN or infinity in a float array, with one reduction instead of isfinite() + all()."""
+    # NaN and infinity survive a sum; a float64 sum of float32/16 values cannot overflow.
+    if math.isfinite(array.sum(dtype=np.float64)):
+        return True
+    if array.dtype != np.float64:
+        return False
+    return bool(np.isfinite(array).all())  # finite float64 values may still overflow a sum
