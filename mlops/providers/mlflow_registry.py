@@ -15,17 +15,19 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, TypeVar
 
 from mlops import errors, gcpause, pids
-from mlops.providers import artifact_refs, mlflow_session, onnx_artifact
+from mlops.providers import artifact_refs, mlflow_reader, mlflow_session, onnx_artifact
 from mlops.providers import mlflow_tags as tags
 from mlops.spec import models as spec
 from mlops.state import models as state
 
 STALE_PENDING_SECONDS = 600.0  # a pending version this old belongs to a dead registration
+T = TypeVar("T")
+_UNRESOLVED: Final = object()
 
 
 class MlflowRegistry:
@@ -38,6 +40,9 @@ class MlflowRegistry:
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
         self.workspace = workspace  # when set, local artifacts must stay inside it
+        # Reads go through a reader that needs no MLflow import when one fits this registry
+        # (mlflow_reader); resolved on first use, None once only MLflow's client can read it.
+        self._reader: Any = _UNRESOLVED
 
     def initialise(self) -> None:
         """Connect now: a local sqlite registry is created and migrated (reads never create
@@ -53,9 +58,11 @@ class MlflowRegistry:
         # its ORM work is per row, so the filters only add cost when every row is ours.
         asked = None if wanted is None or self._own_registry() else sorted(wanted)
         versions: dict[str, list[state.RegistryVersion]] = {}
-        # The ORM materialises every row at once and all of it is kept: nothing to collect.
+        # Every row is materialised at once and all of it is kept: nothing to collect.
         with gcpause.paused():
-            for entity in self.session.all_versions(asked):
+            fast = self._fast(lambda reader: reader.read(asked))
+            entities = fast[0].versions if fast else self.session.all_versions(asked)
+            for entity in entities:
                 if wanted is not None and entity.name not in wanted:
                     continue
                 decoded = tags.decode(entity)
@@ -63,7 +70,9 @@ class MlflowRegistry:
                     versions.setdefault(decoded.name, []).append(decoded)
             # Aliases only of models that have versions here: nothing else can be planned.
             aliases = {}
-            if versions:
+            if fast:
+                aliases = fast[0].aliases
+            elif versions:
                 aliases = self.session.all_aliases(None if asked is None else sorted(versions))
         return {
             name: tags.build_model(name, found, aliases.get(name, {}))
@@ -291,7 +300,24 @@ class MlflowRegistry:
         return own in Path(os.path.realpath(db)).parents
 
     def _entity(self, name: str, semver: str) -> Any:
-        return self.session.by_alias(tags.check_name(name), tags.semver_alias(semver))
+        name, alias = tags.check_name(name), tags.semver_alias(semver)
+        fast = self._fast(lambda reader: reader.by_alias(name, alias))
+        return fast[0] if fast else self.session.by_alias(name, alias)
+
+    def _fast(self, read: Callable[[mlflow_reader.Reader], T]) -> tuple[T] | None:
+        """`(result,)` of a read without MLflow's client (seconds of import and store
+        start-up saved), or None when only the client can read this registry."""
+        if self._reader is _UNRESOLVED:
+            self._reader = mlflow_reader.for_uri(
+                self.tracking_uri, self.session.sqlite_file, timeout=self.session.timeout
+            )
+        if self._reader is None:
+            return None
+        try:
+            return (read(self._reader),)
+        except mlflow_reader.Unsupported:
+            self._reader = None  # remembered: this registry is read through the client
+            return None
 
     def _require(self, name: str, semver: str) -> state.RegistryVersion:
         version = self.get_version(name, semver)

@@ -48,6 +48,7 @@ class Session:
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+        self.timeout = _seconds(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT"), 10.0)
         # MLflow prints run URLs on stdout, which would corrupt `--format json` output.
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         # A deployment controller should not phone home from the machines it runs on.
@@ -122,7 +123,7 @@ class Session:
 
     def all_versions(self, names: list[str] | None) -> Iterator[Any]:
         """Every model version (of `names`, if given), in pages, ordered for stable paging."""
-        for filter_string in _name_filters(names):
+        for filter_string in name_filters(names):
             yield from self._pages(
                 "search versions",
                 "search_model_versions",
@@ -143,7 +144,7 @@ class Session:
         the registry may hold many models this workspace does not manage), in pages."""
         return {
             model.name: {a: str(v) for a, v in (getattr(model, "aliases", None) or {}).items()}
-            for filter_string in _name_filters(names)
+            for filter_string in name_filters(names)
             for model in self._pages(
                 "search models",
                 "search_registered_models",
@@ -242,7 +243,7 @@ class Session:
         return Path(got)
 
 
-def _name_filters(names: list[str] | None) -> list[str | None]:
+def name_filters(names: list[str] | None) -> list[str | None]:
     """`name IN (...)` filters of at most NAMES_PER_FILTER names; [None] means no filter.
     Names are validated DNS-1123 labels by the callers: no quote can get in."""
     if names is None:
@@ -273,13 +274,24 @@ def _local(uri: str) -> Path | None:
 
 
 def _is_missing(exc: BaseException) -> bool:
-    # MLflow reports an unknown alias as an invalid parameter, an unknown model or version
-    # as a missing resource.
-    code = getattr(exc, "error_code", None)
+    return is_missing_code(getattr(exc, "error_code", None), str(exc))
+
+
+def is_missing_code(code: object, message: str) -> bool:
+    """MLflow reports an unknown alias as an invalid parameter, an unknown model or version
+    as a missing resource (the same codes from its client and its REST API)."""
     return code == "RESOURCE_DOES_NOT_EXIST" or (
-        code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc)
+        code == "INVALID_PARAMETER_VALUE" and "not found" in message
     )
 
 
 def _reraise(exc: BaseException) -> Any:
     raise exc
+
+
+def _seconds(text: str | None, default: float) -> float:
+    try:
+        value = float(text) if text else default
+    except ValueError:
+        return default
+    return value if value > 0 else default

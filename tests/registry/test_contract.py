@@ -311,7 +311,13 @@ class _CountingClient:
         return getattr(self.client, method)
 
 
-def test_refresh_is_one_batched_read(registry: MlflowRegistry, name: Name) -> None:
+def test_refresh_is_one_batched_read(
+    registry: MlflowRegistry, monkeypatch: pytest.MonkeyPatch, name: Name
+) -> None:
+    """Through MLflow's client (the fallback of the fast readers, test_fast_reader.py)."""
+    from mlops.providers import mlflow_reader
+
+    monkeypatch.setenv(mlflow_reader.READER_ENV, "mlflow")
     models = [name(f"batch{i}") for i in range(4)]
     for model in models:
         for semver in ("1.0.0", "1.1.0"):
