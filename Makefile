@@ -8,7 +8,7 @@ STAMP := $(VENV)/.mlops-installed
 SYSTEM_TOOLS := prometheus wrk
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-rollback test venv train lint system-deps clean
+.PHONY: demo demo-rollback test test-fast venv train lint system-deps clean
 
 # The virtualenv is created once; dependencies are reinstalled only when pyproject.toml changes.
 $(BIN)/python:
@@ -48,7 +48,9 @@ system-deps:
 	  command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  echo "system-deps: installing$$missing with apt-get (--no-install-recommends)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $$missing; \
 	elif [ -n "$${CI:-}" ]; then echo "CI needs:$$missing (install them as root)"; exit 1; \
 	else echo "note:$$missing not installed and not root: skipping apt-get"; fi
 
@@ -64,6 +66,12 @@ test: venv system-deps lint
 	@log=$$(mktemp); trap 'rm -f $$log' EXIT; \
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS) 2>&1 | tee $$log; \
 	grep -Eq '[0-9]+ passed' $$log || { echo "make test: no test ran"; exit 1; }
+
+# The unit tier, for the edit-test loop: no slow-marked tests and nothing under tests/e2e
+# (no apt-get, no lint). `make test` stays the full suite CI runs.
+FAST_SELECT := -m 'not slow' --ignore=tests/e2e
+test-fast: venv
+	$(BIN)/python -m pytest -q $(FAST_SELECT) $(PYTEST_ARGS)
 
 clean:
 	rm -rf models data .mlops .pytest_cache .mypy_cache .ruff_cache
