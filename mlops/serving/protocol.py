@@ -14,9 +14,11 @@ and answers malformed requests in text/plain. This subclass adds, per connection
   including a new connection that never sends anything;
 - at most `max_connections` open connections on the data port per worker: beyond, an
   immediate 503 and close (the admin port is exempt);
-- the answers to these are `{"error": "..."}` JSON, like the engine's own errors. After such
-  an answer the connection is half-closed and the rest of the request is read and dropped
-  for a moment, so that the client gets the answer rather than a reset.
+- every error the protocol itself answers (malformed request line, header, Content-Length,
+  chunk, both Content-Length and Transfer-Encoding) is `{"error": "..."}` JSON, like the
+  engine's own errors. After such an answer the connection is half-closed and the rest of
+  the request is read and dropped for a moment, so that the client gets the answer rather
+  than a reset.
 
 The inference fast path (a request that arrives in one read) pays a few attribute checks:
 timers are armed only for heads or bodies that span reads.
@@ -230,12 +232,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             # its head is not parsed, so the connection ends with the response.
             if self.cycle is not None:
                 self.cycle.keep_alive = False
-        except httptools.HttpParserError:
-            if self._refusal is None:
-                self._refusal = (400, "invalid HTTP request")
-                super().send_400_response("Invalid HTTP request received.")
-                return
-            status, message = self._refusal
+        except httptools.HttpParserError as exc:
+            status, message = self._refusal or (400, f"invalid HTTP request: {exc}")
+            self._refusal = None
             self._refuse(status, message)
             return
         if self._phase == _BODY:
@@ -314,6 +313,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._arm(left)
 
     # -- error answers
+
+    def send_400_response(self, msg: str) -> None:
+        self._refuse(400, msg)
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer `status` with a JSON error where an answer fits, and close."""

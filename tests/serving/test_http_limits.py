@@ -1,6 +1,6 @@
 """Connection limits of the engine's HTTP front door (mlops/serving/protocol.py), driven with
 raw sockets against a real engine: oversized heads, slowloris heads and bodies, idle
-connections and the connection cap."""
+connections, the connection cap, and JSON answers to malformed requests."""
 
 from __future__ import annotations
 
@@ -362,6 +362,39 @@ def test_non_positive_limits_are_refused() -> None:
         protocol.configure(ServeConfig(head_timeout_s=0))
 
 
+# -- malformed requests answer JSON (finding 16)
+
+
+@pytest.mark.parametrize(
+    "raw,reason",
+    [
+        (b"POST /v2/health/live HTTP/1.1\r\ncontent-length: abc\r\n\r\n", "content-length"),
+        (
+            b"POST /v2/health/live HTTP/1.1\r\ncontent-length: 5\r\n"
+            b"transfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+            "transfer-encoding",
+        ),
+        (
+            b"POST /v2/health/live HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+            "chunk",
+        ),
+        (b"GET /v2/health/live HTTP/1.1\r\nbad header\r\n\r\n", "header"),
+        (b"\x16\x03\x01 not http\r\n\r\n", ""),
+    ],
+    ids=["bad-content-length", "cl-and-te", "bad-chunk", "bad-header", "not-http"],
+)
+def test_malformed_requests_get_a_json_400(limited: LimitedEngine, raw: bytes, reason: str) -> None:
+    with connect(limited.port) as sock:
+        sock.sendall(raw)
+        answer = read_answer(sock)
+        assert answer.status == 400
+        error = answer.json()["error"]
+        assert error.startswith("invalid HTTP request")
+        assert reason in error.lower()
+        assert "\n" not in error
+        assert closed_by_server(sock)
+
+
 def test_upgrade_requests_are_served_as_plain_http(limited: LimitedEngine) -> None:
     with connect(limited.port) as sock:
         sock.sendall(LIVE + b"connection: upgrade\r\nupgrade: websocket\r\n\r\n")
@@ -396,6 +429,8 @@ def test_the_worker_enforces_the_limits(repo: Path, tmp_path: Path) -> None:
             time.sleep(0.05)
         assert exchange(port, head_of_size(16 << 10)).status == 200
         assert exchange(port, head_of_size((16 << 10) + 1)).status == 431
+        bad = exchange(port, b"POST / HTTP/1.1\r\ncontent-length: x\r\n\r\n")
+        assert bad.status == 400 and "error" in bad.json()
         with connect(port) as sock:
             sock.sendall(LIVE)
             assert read_answer(sock).status == 408
