@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import numpy as np
 
 from mlops import errors
+
+if TYPE_CHECKING:  # annotations only: status and plan need no numpy import (~0.1 s)
+    import numpy as np
 
 # Load includes warm-up of the model; a large model can take a while on a small machine.
 LOAD_TIMEOUT_S = 300.0
