@@ -215,11 +215,18 @@ def save_plan(plan: Plan, out: str | Path, workspace: str | None = None) -> Path
     return target
 
 
-def show(planfile_path: str | Path) -> Plan:
-    """Read a saved plan (format version checked)."""
+def show(planfile_path: str | Path, workspace: str | Path | None = None) -> Plan:
+    """Read a saved plan (format version checked). With a workspace (`-C DIR`), the path is
+    resolved as `apply` and `policy check` resolve it: from the current directory when that
+    is inside the workspace, else from the workspace root, and it must stay inside."""
     from mlops.plan import planfile
 
-    return planfile.load(Path(planfile_path))
+    if workspace is None:
+        return planfile.load(Path(planfile_path))
+    from mlops import workspace as ws_module
+
+    ws = ws_module.open_workspace(workspace)
+    return planfile.load(_user_path(ws, planfile_path, "plan file"))
 
 
 def _desired(item: LoadedSpec, root: Path) -> Desired:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from mlops import api
+from mlops import api, cli
 from mlops.commands import common
 from mlops.render import base
 
@@ -24,7 +24,10 @@ Examples:
     "text (Terraform-like), json (docs/plan-json.md) or markdown (a PR comment).",
     base.FORMATS,
 )
-def command(planfile: Path, fmt: str) -> None:
-    """Render PLANFILE (written by `mlops plan -o`) exactly as `mlops plan` printed it."""
-    plan = api.show(planfile)
+@click.pass_context
+def command(ctx: click.Context, planfile: Path, fmt: str) -> None:
+    """Render PLANFILE (written by `mlops plan -o`) exactly as `mlops plan` printed it.
+
+    With `mlops -C DIR`, PLANFILE is found as `apply` finds it (relative to DIR)."""
+    plan = api.show(planfile, workspace=cli.run_context(ctx).workspace)
     click.echo(base.view(fmt, color=base.use_color()).render(plan), nl=False)
