@@ -8,7 +8,7 @@ STAMP := $(VENV)/.mlops-installed
 SYSTEM_TOOLS := prometheus wrk
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-rollback test test-fast venv train lint system-deps clean
+.PHONY: demo demo-rollback test test-fast venv train retrain lint system-deps clean
 
 # The virtualenv is created once; dependencies are reinstalled only when pyproject.toml changes.
 $(BIN)/python:
@@ -32,6 +32,24 @@ models/fraud-scorer-1.1.0.onnx: examples/train.py | $(STAMP)
 train: models/fraud-scorer-1.0.0.onnx models/fraud-scorer-1.1.0.onnx
 	@$(BIN)/python -c 'import json; r = json.load(open("models/fraud-scorer-1.0.0.json")); \
 	  print("trained", r["name"], r["version"], "- accuracy", r["value"], "(the spec baseline)")'
+
+# The example spec's drift hook (`on_drift: make retrain`, run in the workspace by
+# `mlops drift --run-hook`): trains the next patch version of the drifted example model with
+# examples/train.py. The hook sets MLOPS_DRIFT_MODEL and MLOPS_DRIFT_VERSION; RETRAIN_VERSION
+# picks the version by hand, RETRAIN_OUT where models/ and data/ go (default: here).
+RETRAIN_OUT ?= .
+retrain: | $(STAMP)
+	@model="$${MLOPS_DRIFT_MODEL:-fraud-scorer}"; \
+	if [ "$$model" != fraud-scorer ]; then \
+	  echo "make retrain: only the example model fraud-scorer can be retrained here, not $$model"; \
+	  exit 2; fi; \
+	version="$${RETRAIN_VERSION:-$$(MLOPS_DRIFT_VERSION="$${MLOPS_DRIFT_VERSION:-1.0.0}" \
+	  $(BIN)/python -c 'import os, semver; \
+	    print(semver.Version.parse(os.environ["MLOPS_DRIFT_VERSION"]).bump_patch())')}"; \
+	echo "retraining $$model $$version (drifted: $${MLOPS_DRIFT_VERSION:-not given})"; \
+	$(BIN)/python examples/train.py --version "$$version" --out "$(RETRAIN_OUT)" > /dev/null; \
+	echo "wrote $(RETRAIN_OUT)/models/$$model-$$version.onnx: point spec.model.version and"; \
+	echo "artifact at it (baseline.value: $(RETRAIN_OUT)/models/$$model-$$version.json), then mlops plan"
 
 demo: train
 	$(BIN)/mlops validate --check-files specs/

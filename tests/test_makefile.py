@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -75,3 +76,29 @@ def test_system_deps_says_what_it_installs_without_recommends(tmp_path: Path) ->
     recorded = calls.read_text().splitlines()
     assert recorded[0] == "apt-get update -qq"
     assert recorded[1] == "apt-get install -y -qq --no-install-recommends mlops-no-such-tool"
+
+
+def test_the_example_specs_drift_hook_is_a_real_target() -> None:
+    import yaml
+
+    document = yaml.safe_load((REPO / "specs" / "fraud-scorer.yaml").read_text())
+    command = document["spec"]["monitoring"]["drift"]["on_drift"]["command"]
+    argv = command.split()
+    assert argv[0] == "make"
+    done = make("-n", *argv[1:])
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.slow
+def test_retrain_trains_the_next_patch_of_the_drifted_version(tmp_path: Path) -> None:
+    # As `mlops drift --run-hook` runs it: the drift variables in the environment.
+    env = {**os.environ, "MLOPS_DRIFT_MODEL": "fraud-scorer", "MLOPS_DRIFT_VERSION": "1.0.0"}
+    done = make("retrain", f"RETRAIN_OUT={tmp_path}", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "retraining fraud-scorer 1.0.1 (drifted: 1.0.0)" in done.stdout
+    report = json.loads((tmp_path / "models" / "fraud-scorer-1.0.1.json").read_text())
+    assert report["version"] == "1.0.1" and 0.5 < report["value"] <= 1.0
+    artifact = tmp_path / "models" / "fraud-scorer-1.0.1.onnx"
+    assert artifact.stat().st_size > 0 and (tmp_path / "data" / "fraud-scorer-val.npz").is_file()
+    other = make("retrain", f"RETRAIN_OUT={tmp_path}", env={**env, "MLOPS_DRIFT_MODEL": "other"})
+    assert other.returncode != 0 and "only the example model" in other.stdout
