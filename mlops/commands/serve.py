@@ -16,9 +16,12 @@ from mlops import workspace as workspace_mod
 @click.command(
     "serve",
     epilog=(
-        "Example:\n\n"
-        "  mlops serve --repository models/ --port 8480 --replicas 2\n\n"
-        "  curl -s localhost:8480/v2/health/ready"
+        "Example (the repository `mlops apply` staged in this workspace):\n\n"
+        "\b\n"
+        "  mlops serve --repository .mlops/repository --port 8480 --replicas 2\n"
+        "  curl -s localhost:8480/v2/health/ready\n\n"
+        "A repository holds NAME/VERSION/model.onnx with its settings.json (docs/engine.md); "
+        "a directory of bare .onnx files such as models/ is not one."
     ),
 )
 @click.option(
