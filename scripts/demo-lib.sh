@@ -3,7 +3,8 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-$REPO/.venv/bin/python}"
-DEMO="${DEMO_DIR:-$REPO/build/demo}"  # build/ is git-ignored
+DEFAULT_DEMO="$REPO/build/demo"  # build/ is git-ignored
+DEMO="${DEMO_DIR:-$DEFAULT_DEMO}"
 PORT="${DEMO_PORT:-8480}"
 NAME=fraud-scorer
 
@@ -15,12 +16,30 @@ baseline() {  # the accuracy examples/train.py measured for a version
     "$DEMO/models/$NAME-$1.json"
 }
 
+MARKER=.mlops-demo-workspace  # written into every workspace these scripts create
+
 fresh_workspace() {
-  if [ -f "$DEMO/.mlops/engine.json" ] || [ -d "$DEMO/.mlops" ]; then
-    mlops down >/dev/null 2>&1 || true
+  # Only a directory these scripts made is replaced, and never silently: DEMO_DIR may point
+  # anywhere, and rm -rf of someone's own directory must not happen.
+  if [ -e "$DEMO" ] && [ ! -f "$DEMO/$MARKER" ] && [ "$DEMO" != "$DEFAULT_DEMO" ]; then
+    if [ -z "$(ls -A "$DEMO" 2>/dev/null)" ] && [ -d "$DEMO" ]; then
+      rmdir "$DEMO"
+    else
+      echo "error: $DEMO exists and is not a demo workspace (no $MARKER): not deleting it;" \
+        "remove it yourself or set DEMO_DIR to another directory" >&2
+      return 1
+    fi
   fi
-  rm -rf "$DEMO"
+  if [ -e "$DEMO" ]; then
+    echo "replacing the previous demo workspace $DEMO (its engine is stopped first)"
+    if [ -d "$DEMO/.mlops" ]; then
+      mlops down >/dev/null 2>&1 || true
+    fi
+    rm -rf "$DEMO"
+  fi
   mkdir -p "$DEMO/specs" "$DEMO/plans"
+  echo "created by scripts/demo-lib.sh; make demo and make demo-rollback replace it" \
+    >"$DEMO/$MARKER"
   local metrics=builtin
   if command -v prometheus >/dev/null 2>&1; then metrics=prometheus; fi
   cat >"$DEMO/mlops.yaml" <<YAML
@@ -77,6 +96,25 @@ deploy_v1() {
   mlops plan specs/ -o plans/v1.json
   say "apply 1.0.0 (first deployment: register, verify, conformance test, load, 100%)"
   mlops apply --auto-approve plans/v1.json
+}
+
+rollback_scenario() {  # rollback_scenario NAME: sets POISON_EVERY and SCENARIO_TEXT
+  case "$1" in
+    erroring)
+      POISON_EVERY=20
+      SCENARIO_TEXT="every 20th request carries an out-of-range row, on which the erroring"
+      SCENARIO_TEXT+=" canary fails: its error-rate gate rolls it back"
+      ;;
+    slow)
+      POISON_EVERY=0
+      SCENARIO_TEXT="the slow canary answers every request, late: its latency_p99 gate"
+      SCENARIO_TEXT+=" (p99 vs the stable version's) rolls it back"
+      ;;
+    *)
+      echo "error: SCENARIO must be erroring or slow, not '$1'" >&2
+      return 1
+      ;;
+  esac
 }
 
 load_in_background() {  # load_in_background SECONDS [POISON_EVERY]

@@ -5,6 +5,7 @@
 # weight 0 on every replica, unloaded, aliases back on 1.0.0, 1.1.0 marked rejected, exit 3.
 source "$(dirname "$0")/demo-lib.sh"
 SCENARIO="${SCENARIO:-erroring}"
+rollback_scenario "$SCENARIO"  # before anything is touched: an unknown name changes nothing
 
 say "fresh workspace"
 fresh_workspace
@@ -17,8 +18,8 @@ train 1.1.0
 write_spec 1.1.0 "$NAME-1.1.0-$SCENARIO.onnx" 1.1.0
 mlops plan specs/ -o plans/v2.json
 
-say "apply the canary under load (every 20th request carries an out-of-range row)"
-load_in_background 40 20
+say "apply the canary under load ($SCENARIO_TEXT)"
+load_in_background 40 "$POISON_EVERY"
 set +e
 mlops apply plans/v2.json
 code=$?
