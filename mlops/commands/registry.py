@@ -101,10 +101,18 @@ def _model(model: state.RegistryModel) -> dict[str, Any]:
     return {"name": model.name, "aliases": dict(model.aliases), "versions": versions}
 
 
+# Output that is not a terminal (a pipe, a file, CI logs) gets the whole table: rich would
+# otherwise assume 80 columns and cut or drop columns. Tables use only the width they need.
+PIPE_WIDTH = 1000
+
+
 def _console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(highlight=False, soft_wrap=True, width=PIPE_WIDTH)
+    return console
 
 
 def _show_text(model: state.RegistryModel) -> None:
