@@ -14,7 +14,10 @@ version; that is the heavier plan.
 
 Measured: a fresh `python` process per run doing what `mlops plan` does (imports, load specs,
 one batched refresh per provider, diff, text rendering); times are from the first line of that
-process ("after interpreter start") and, separately, the whole process wall time.
+process ("after interpreter start") and, separately, the whole process wall time. The registry
+is read without MLflow's client (`mlflow_reader`), as `mlops plan` does; with
+`MLOPS_REGISTRY_READER=mlflow` through the client, whose start-up is then the `connect` stage.
+`bench/commands.py` times the whole commands (status, registry list, plan) side by side.
 """
 
 from __future__ import annotations
@@ -63,12 +66,11 @@ def measure(ws: str) -> None:
     workspace = ws_mod.open_workspace(ws)
     registry = factory.registry(workspace)
     runtime = factory.runtime(workspace)
-    import mlflow  # noqa: F401  (counted in imports: the registry client loads it lazily)
-
     stage("imports")
-    # MLflow's store: importing SQLAlchemy, alembic and the ORM models, checking the schema.
-    # A fixed cost, measured on its own so the per-model part of `refresh` shows.
-    getattr(registry, "initialise", lambda: None)()
+    if os.environ.get("MLOPS_REGISTRY_READER") == "mlflow":
+        # Reads through MLflow's client: its import and SQLAlchemy store start-up, a fixed
+        # cost measured on its own so the per-model part of `refresh` shows.
+        getattr(registry, "initialise", lambda: None)()
     stage("connect")
     loaded = load.load_specs([workspace.root / "specs"], workspace.root)
     desired = [api._desired(item, workspace.root) for item in loaded]
