@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 from mlops import errors, gcpause, pids
 from mlops.providers import artifact_refs, mlflow_reader, mlflow_session, onnx_artifact
@@ -27,7 +27,6 @@ from mlops.state import models as state
 
 STALE_PENDING_SECONDS = 600.0  # a pending version this old belongs to a dead registration
 T = TypeVar("T")
-_UNRESOLVED: Final = object()
 
 
 class MlflowRegistry:
@@ -41,8 +40,9 @@ class MlflowRegistry:
         self.artifact_root = artifact_root
         self.workspace = workspace  # when set, local artifacts must stay inside it
         # Reads go through a reader that needs no MLflow import when one fits this registry
-        # (mlflow_reader); resolved on first use, None once only MLflow's client can read it.
-        self._reader: Any = _UNRESOLVED
+        # (mlflow_reader); chosen on first use, None once only MLflow's client can read it.
+        self._reader: mlflow_reader.Reader | None = None
+        self._reader_chosen = False
 
     def initialise(self) -> None:
         """Connect now: a local sqlite registry is created and migrated (reads never create
@@ -307,10 +307,11 @@ class MlflowRegistry:
     def _fast(self, read: Callable[[mlflow_reader.Reader], T]) -> tuple[T] | None:
         """`(result,)` of a read without MLflow's client (seconds of import and store
         start-up saved), or None when only the client can read this registry."""
-        if self._reader is _UNRESOLVED:
+        if not self._reader_chosen:
             self._reader = mlflow_reader.for_uri(
                 self.tracking_uri, self.session.sqlite_file, timeout=self.session.timeout
             )
+            self._reader_chosen = True
         if self._reader is None:
             return None
         try:

@@ -88,7 +88,9 @@ def test_fast_reads_equal_mlflow_client_reads(
         expected_some = client.refresh([b, foreign, name("absent")])
         semvers = ["1.0.0", "1.1.0-rc.1+b.2", "1.1.0", "2.0.0", "2.1.0", "2.2.0", "9.9.9"]
         expected_versions = {
-            (m, v): client.get_version(m, v) for m in (a, b, foreign) for v in semvers
+            (m, v): client.get_version(m, v)
+            for m in (a, b, foreign, name("absent"))
+            for v in semvers
         }
         expected_stats = client.training_stats(a, "1.0.0")
     assert client.session._client is not None
