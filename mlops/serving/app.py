@@ -223,6 +223,7 @@ class Engine:
                     self.repository.starting = False
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self.repository.stop_loading()
                 if self._startup is not None:
                     self._startup.cancel()
                 self._executor.shutdown(wait=False, cancel_futures=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -22,7 +23,7 @@ import orjson
 from mlops.serving import schema
 from mlops.serving import settings as settings_mod
 from mlops.serving.batcher import Batcher
-from mlops.serving.errors import BadRequest, NotFound
+from mlops.serving.errors import BadRequest, NotFound, ServingError
 from mlops.serving.session import Session
 from mlops.serving.stats import StatsBook
 from mlops.serving.version import ModelVersion, State
@@ -32,6 +33,8 @@ from mlops.serving.version import ModelVersion, State
 # several ms from it; at lower weight the scheduler lets the woken loop preempt it sooner,
 # while the load still gets a quarter of a saturated core (SCHED_IDLE would starve it).
 LOADER_NICE_INCREMENT = 10
+
+log = logging.getLogger("mlops.serving")
 
 
 @dataclass(slots=True)
@@ -64,6 +67,10 @@ class Repository:
         self.entries: dict[tuple[str, str], Entry] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.starting = True
+        # Set at shutdown: warm-ups stop (the run in progress too) and no new load starts.
+        self._stopping = threading.Event()
+        self._warming: set[Session] = set()
+        self._warming_lock = threading.Lock()
 
     def get(self, name: str, version: str) -> ModelVersion:
         found = self.live.get(name, {}).get(version)
@@ -100,23 +107,30 @@ class Repository:
         key = (_check_name(name), _check_name(version))
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
-            raw = self._settings(name, version, override)
             old = self.live.get(name, {}).get(version)
-            if old is not None and old.settings.raw == raw:
-                return
-            if old is None:
-                self.entries[key] = Entry(State.LOADING)
             try:
+                raw = self._settings(name, version, override)
+                if old is not None and old.settings.raw == raw:
+                    return
+                if old is None:
+                    self.entries[key] = Entry(State.LOADING)
                 parsed = settings_mod.parse(raw)
                 _check_batchable(parsed)
                 path = str(self._dir(name, version) / "model.onnx")
                 session = await asyncio.get_running_loop().run_in_executor(
                     self._loader, self._build, path, parsed
                 )
-            except BadRequest as exc:
-                if old is None:
-                    self.entries[key] = Entry(State.UNAVAILABLE, exc.message)
+            except NotFound:
+                raise  # nothing at DIR/NAME/VERSION: not assigned
+            except ServingError as exc:
+                self._failed(key, old is None, exc.message)
                 raise BadRequest(f"failed to load {name}@{version}: {exc.message}") from None
+            except Exception as exc:
+                # MemoryError, OSError, a shut-down loader...: one line, and never left LOADING.
+                log.warning("loading %s@%s failed", name, version, exc_info=True)
+                reason = _first_line(exc)
+                self._failed(key, old is None, reason)
+                raise ServingError(f"failed to load {name}@{version}: {reason}") from None
             stats = self._stats.get(name, version)
             b = parsed.batching
             slots = b.max_concurrent_batches or (1 if b.enabled else self._inference_threads)
@@ -138,10 +152,34 @@ class Repository:
             if old is not None:
                 await old.batcher.drain()
 
+    def _failed(self, key: tuple[str, str], first: bool, reason: str) -> None:
+        # A failed first load stays assigned and UNAVAILABLE (ready is false until it is loaded
+        # or unloaded); a failed reload leaves the running session serving.
+        if first:
+            self.entries[key] = Entry(State.UNAVAILABLE, reason)
+
     def _build(self, path: str, parsed: settings_mod.VersionSettings) -> Session:
+        if self._stopping.is_set():
+            raise ServingError("the engine is shutting down")
         session = Session(path, parsed, self._intra_op_threads)
-        session.warm_up(parsed.warmup_requests)
+        with self._warming_lock:
+            self._warming.add(session)
+        try:
+            session.warm_up(parsed.warmup_requests, stop=self._stopping)
+        finally:
+            with self._warming_lock:
+                self._warming.discard(session)
+        if self._stopping.is_set():
+            raise ServingError("the engine is shutting down")
         return session
+
+    def stop_loading(self) -> None:
+        """Shutdown: abort warm-ups in progress and start no new load (thread-safe)."""
+        self._stopping.set()
+        with self._warming_lock:
+            for session in self._warming:
+                session.abort_warm_up()
+        self._loader.shutdown(wait=False, cancel_futures=True)
 
     async def unload(self, name: str, version: str) -> None:
         """Stop routing to a version, wait for its in-flight requests, then release it."""
@@ -206,3 +244,8 @@ def _check_batchable(parsed: settings_mod.VersionSettings) -> None:
         for spec in parsed.inputs:
             if not spec.shape or spec.shape[0] != -1:
                 raise BadRequest(f"batching needs -1 as the first dimension of input '{spec.name}'")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join((str(exc).strip().splitlines() or [""])[0].split())[:300]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

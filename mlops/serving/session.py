@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,9 @@ Feeds = dict[str, np.ndarray[Any, Any]]
 LARGE_MODEL_BYTES = 64 << 20
 CALIBRATION_RUNS = 3  # timed runs after warm-up that seed the version's cost estimate
 CALIBRATION_MAX_SECONDS = 0.01  # models slower than this are not calibrated (not worth it)
+# Warm-up stops after this long whatever `warmup.requests` says: the version is warm by then,
+# and a load must answer (and a shutdown must not wait) in bounded time.
+WARMUP_BUDGET_SECONDS = 30.0
 
 
 class Session:
@@ -57,6 +61,8 @@ class Session:
             time.thread_time if intra_op_threads == 1 else time.perf_counter
         )
         self.cost: float | None = None  # seconds per row of a batch-1 run, once measured
+        # Warm-up runs with these options so that a shutdown can abort the run in progress.
+        self._warm_options = ort.RunOptions()
         self.settings = settings
         self._check(settings)
         self.output_names = [o.name for o in settings.outputs]
@@ -99,27 +105,51 @@ class Session:
             raise ModelFailure(f"model failed: {_first_line(exc)}") from None
         return result
 
-    def warm_up(self, requests: int) -> None:
-        """Run zero inputs through the graph so the first real request pays no setup cost."""
+    def warm_up(
+        self,
+        requests: int,
+        budget: float = WARMUP_BUDGET_SECONDS,
+        stop: threading.Event | None = None,
+    ) -> int:
+        """Run zero inputs through the graph so the first real request pays no setup cost.
+
+        Stops after `budget` seconds, or at once when `stop` is set (see `abort_warm_up`);
+        returns the runs made."""
         feeds = {
             spec.name: np.zeros(tuple(1 if d < 0 else d for d in spec.shape), dtype=spec.dtype)
             for spec in self.settings.inputs
         }
         clock, best = self.clock, float("inf")
+        deadline = time.monotonic() + budget
+        runs = 0
         for i in range(requests + CALIBRATION_RUNS):
             if i >= requests and best > CALIBRATION_MAX_SECONDS:
                 break  # a slow model is kept off the event loop anyway: skip calibration
+            if (stop is not None and stop.is_set()) or (i and time.monotonic() > deadline):
+                break
             start = clock()
             try:
-                self.run(feeds)
+                self._warm_run(feeds)
             except ModelFailure:
                 # Zeros may be outside a model's domain (e.g. a guarded reshape); the graph
                 # still got initialised, which is what warm-up is for.
-                return
+                return runs + 1
+            runs += 1
             best = min(best, clock() - start)
         # The best run, not the first: the first pays one-time allocations.
         rows = next((shape[0] for shape in (f.shape for f in feeds.values()) if shape), 1)
         self.cost = best / max(rows, 1) if best != float("inf") else None
+        return runs
+
+    def abort_warm_up(self) -> None:
+        """Make a warm-up in another thread stop, including the run it is in (thread-safe)."""
+        self._warm_options.terminate = True
+
+    def _warm_run(self, feeds: Feeds) -> None:
+        try:
+            self._session.run(self.output_names, feeds, self._warm_options)
+        except Exception as exc:
+            raise ModelFailure(f"model failed: {_first_line(exc)}") from None
 
 
 def _check_tensor(spec: TensorSpec, actual: Any, kind: str) -> None:

@@ -1,15 +1,40 @@
-"""A version's `settings.json`: signature, batching and warm-up, validated once at load time."""
+"""A version's `settings.json`: signature, batching and warm-up, validated once at load time.
+
+Every field is bounded (pydantic), so a load request cannot make the engine allocate without
+limit or warm up forever. Batching is the spec's schema (`mlops.spec.models.Batching`: same
+fields, bounds and checks) plus the engine-only `max_concurrent_batches`.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mlops.serving import dtypes
+from mlops.serving import dtypes, schema
 from mlops.serving.errors import BadRequest
+from mlops.spec import models as spec
+
+MAX_TENSORS = 64  # inputs, and outputs, per signature
+MAX_RANK = 16
+MAX_DIM = 2**31 - 1
+# Elements of one row of every input together (fixed dimensions, -1 counted as 1): what one
+# warm-up request allocates. 2**26 FP32 elements = 256 MiB.
+MAX_ROW_ELEMENTS = 2**26
+MAX_WARMUP_REQUESTS = 1_000
+MAX_PREFERRED_SIZES = 32
+MAX_CONCURRENT_BATCHES = 256
+# The spec's bound on max_batch_size, read from its schema so the two cannot drift apart.
+MAX_BATCH_SIZE: int = next(
+    m.le for m in spec.Batching.model_fields["max_batch_size"].metadata if hasattr(m, "le")
+)
+
+StrictInt = Annotated[int, Field(strict=True)]
+Dim = Annotated[int, Field(strict=True, ge=-1, le=MAX_DIM)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,19 +52,87 @@ class TensorSpec:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
 
 
-@dataclass(frozen=True, slots=True)
-class Batching:
-    max_batch_size: int = 0  # 0 or 1 = no batching
-    max_queue_delay_ms: float = 0.0
-    preferred_batch_sizes: tuple[int, ...] = ()
-    max_queue_size: int = 256
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Batching(spec.Batching):
+    """The spec's batching plus what only the engine has. `max_batch_size` 0 or 1 = no
+    batching (the engine's default 0 is what V2 metadata reports for "no batch dimension")."""
+
+    max_batch_size: int = Field(default=0, strict=True, ge=0, le=MAX_BATCH_SIZE)
+    preferred_batch_sizes: list[StrictInt] = Field(
+        default_factory=list, max_length=MAX_PREFERRED_SIZES
+    )
     # Batches of one version that may run at once. 0 = automatic: one when batching (keeps
     # batches large on a small machine), else as many as there are inference threads.
-    max_concurrent_batches: int = 0
+    max_concurrent_batches: int = Field(default=0, strict=True, ge=0, le=MAX_CONCURRENT_BATCHES)
+
+    @field_validator("preferred_batch_sizes", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @field_validator("preferred_batch_sizes")
+    @classmethod
+    def _sorted(cls, value: list[int]) -> list[int]:
+        return sorted(value)
 
     @property
     def enabled(self) -> bool:
         return self.max_batch_size > 1
+
+
+class _Tensor(_Strict):
+    name: str = Field(min_length=1, max_length=256)
+    dtype: str
+    shape: list[Dim] = Field(max_length=MAX_RANK)
+    allow_nan: bool = Field(default=False, strict=True)
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, value: str) -> str:
+        if value not in dtypes.V2_TO_NUMPY:
+            raise ValueError(
+                f"{value[:40]!r} is unsupported (use one of {', '.join(dtypes.V2_TO_NUMPY)})"
+            )
+        return value
+
+    def spec(self) -> TensorSpec:
+        return TensorSpec(self.name, self.dtype, tuple(self.shape), self.allow_nan)
+
+
+class _Signature(_Strict):
+    inputs: list[_Tensor] = Field(min_length=1, max_length=MAX_TENSORS)
+    outputs: list[_Tensor] = Field(min_length=1, max_length=MAX_TENSORS)
+
+    @model_validator(mode="after")
+    def _row_size(self) -> _Signature:
+        elements = sum(math.prod(max(d, 1) for d in t.shape) for t in self.inputs)
+        if elements > MAX_ROW_ELEMENTS:
+            raise ValueError(
+                f"one row of the inputs holds {elements} elements, more than the "
+                f"{MAX_ROW_ELEMENTS} the engine allows"
+            )
+        return self
+
+
+class _Warmup(_Strict):
+    requests: int = Field(default=1, strict=True, ge=0, le=MAX_WARMUP_REQUESTS)
+
+
+class SettingsDocument(_Strict):
+    """settings.json as the engine accepts it."""
+
+    signature: _Signature
+    batching: Batching = Batching()
+    warmup: _Warmup = _Warmup()
+    classification: bool | None = Field(default=None, strict=True)
+
+    @field_validator("batching", "warmup", mode="before")
+    @classmethod
+    def _null_is_default(cls, value: Any) -> Any:
+        return {} if value is None else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,71 +147,13 @@ class VersionSettings:
 
 def parse(raw: Any) -> VersionSettings:
     """Validate a settings object; every problem is a one-line BadRequest."""
-    if not isinstance(raw, dict):
-        raise BadRequest("settings must be a JSON object")
-    signature = raw.get("signature")
-    if not isinstance(signature, dict):
-        raise BadRequest("settings.signature is required: {inputs: [...], outputs: [...]}")
-    inputs = _tensors(signature.get("inputs"), "inputs")
-    outputs = _tensors(signature.get("outputs"), "outputs")
-    batching = _batching(raw.get("batching") or {})
-    warmup = raw.get("warmup") or {}
-    if not isinstance(warmup, dict):
-        raise BadRequest("settings.warmup must be an object")
-    warmup_requests = _int(warmup.get("requests", 1), "warmup.requests", minimum=0)
-    classification = raw.get("classification")
+    try:
+        doc = SettingsDocument.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise BadRequest(f"settings: {schema.describe(exc)}") from None
+    inputs = tuple(t.spec() for t in doc.signature.inputs)
+    outputs = tuple(t.spec() for t in doc.signature.outputs)
+    classification = doc.classification
     if classification is None:
         classification = len(outputs[0].shape) == 2
-    if not isinstance(classification, bool):
-        raise BadRequest("settings.classification must be true or false")
-    return VersionSettings(inputs, outputs, batching, warmup_requests, classification, raw)
-
-
-def _tensors(raw: Any, where: str) -> tuple[TensorSpec, ...]:
-    if not isinstance(raw, list) or not raw:
-        raise BadRequest(f"settings.signature.{where} must be a non-empty list")
-    specs = []
-    for i, item in enumerate(raw):
-        if not isinstance(item, dict):
-            raise BadRequest(f"settings.signature.{where}[{i}] must be an object")
-        name, datatype, shape = item.get("name"), item.get("dtype"), item.get("shape")
-        if not isinstance(name, str) or not name:
-            raise BadRequest(f"settings.signature.{where}[{i}].name must be a string")
-        if datatype not in dtypes.V2_TO_NUMPY:
-            raise BadRequest(f"settings.signature.{where}[{i}].dtype {datatype!r} is unsupported")
-        if not isinstance(shape, list) or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d >= -1 for d in shape
-        ):
-            raise BadRequest(f"settings.signature.{where}[{i}].shape must be a list of ints >= -1")
-        specs.append(TensorSpec(name, datatype, tuple(shape), bool(item.get("allow_nan", False))))
-    return tuple(specs)
-
-
-def _batching(raw: Any) -> Batching:
-    if not isinstance(raw, dict):
-        raise BadRequest("settings.batching must be an object")
-    delay = raw.get("max_queue_delay_ms", 0)
-    if not isinstance(delay, int | float) or isinstance(delay, bool) or not 0 <= delay < 60_000:
-        raise BadRequest("batching.max_queue_delay_ms must be a number in [0, 60000)")
-    if not math.isfinite(delay):
-        raise BadRequest("batching.max_queue_delay_ms must be finite")
-    preferred = raw.get("preferred_batch_sizes", [])
-    if not isinstance(preferred, list):
-        raise BadRequest("batching.preferred_batch_sizes must be a list of ints")
-    return Batching(
-        max_batch_size=_int(raw.get("max_batch_size", 0), "batching.max_batch_size", minimum=0),
-        max_queue_delay_ms=float(delay),
-        preferred_batch_sizes=tuple(
-            sorted(_int(p, "batching.preferred_batch_sizes", minimum=1) for p in preferred)
-        ),
-        max_queue_size=_int(raw.get("max_queue_size", 256), "batching.max_queue_size", minimum=1),
-        max_concurrent_batches=_int(
-            raw.get("max_concurrent_batches", 0), "batching.max_concurrent_batches", minimum=0
-        ),
-    )
-
-
-def _int(value: Any, where: str, *, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise BadRequest(f"{where} must be an integer >= {minimum}")
-    return value
+    return VersionSettings(inputs, outputs, doc.batching, doc.warmup.requests, classification, raw)

@@ -14,6 +14,8 @@ import os
 import signal
 import socket
 import sys
+import threading
+import time
 from pathlib import Path
 
 import orjson
@@ -23,6 +25,10 @@ from mlops import errors
 from mlops.serving import protocol
 from mlops.serving.app import Engine
 from mlops.serving.config import ServeConfig
+
+# After the server stopped (uvicorn's own graceful wait is over): how long busy pool threads
+# may take before the worker leaves without them.
+EXIT_GRACE_SECONDS = 2.0
 
 
 def ensure_free(host: str, port: int) -> None:
@@ -110,10 +116,12 @@ async def _serve(config: ServeConfig, index: int) -> None:
         )
     )
     watcher = asyncio.create_task(_announce(server, config, index, admin_port))
+    stopper = asyncio.create_task(_stop_loading_on_exit(server, engine))
     try:
         await server.serve(sockets=sockets)
     finally:
         watcher.cancel()
+        stopper.cancel()
         with contextlib.suppress(FileNotFoundError):
             state_path(config, index).unlink()
 
@@ -122,6 +130,36 @@ async def _announce(server: uvicorn.Server, config: ServeConfig, index: int, por
     while not server.started:
         await asyncio.sleep(0.01)
     _write_state(config, index, port)
+
+
+async def _stop_loading_on_exit(server: uvicorn.Server, engine: Engine) -> None:
+    # At the signal, not after uvicorn's graceful wait: a load request that is warming up
+    # would otherwise hold the shutdown for the whole grace period.
+    while not server.should_exit:
+        await asyncio.sleep(0.05)
+    engine.repository.stop_loading()
+
+
+def _leave_stuck_threads(grace: float) -> None:
+    """Exit now if a thread outlives the server by more than `grace` seconds.
+
+    A session being created (onnxruntime cannot interrupt that) or a long model run keeps a
+    pool thread busy, and the interpreter would wait for it at exit: shutdown must end within
+    its grace period whatever a load is doing."""
+    deadline = time.monotonic() + grace
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    main = threading.main_thread()
+    stuck = [t.name for t in threading.enumerate() if t is not main and not t.daemon]
+    if stuck:
+        logging.getLogger("mlops.serving").warning(
+            "leaving busy threads behind at shutdown: %s", ", ".join(stuck)
+        )
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def run(config: ServeConfig, index: int) -> None:
@@ -136,6 +174,7 @@ def run(config: ServeConfig, index: int) -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     signal.signal(signal.SIGINT, lambda signum, frame: None)
     uvloop.run(_serve(config, index))
+    _leave_stuck_threads(EXIT_GRACE_SECONDS)
 
 
 def _die_with_parent() -> None:
