@@ -1,0 +1,42 @@
+"""`images:` of mlops.yaml: the base image, pinned by digest, and the repository to push to."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mlops.providers.images import errors as image_errors
+from mlops.providers.images import registry
+
+# name[:tag]@sha256:<64 hex>; the tag is informative only, the digest is what is used.
+_BASE = re.compile(r"^[a-z0-9][a-z0-9._:/-]{0,250}@sha256:[0-9a-f]{64}$")
+_REPOSITORY = re.compile(r"^[a-z0-9][a-z0-9.-]*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)+$")
+
+
+@dataclass(frozen=True)
+class ImagesConfig:
+    base: str  # e.g. python:3.12-slim@sha256:...
+    repository: str  # e.g. registry.example.com/team/models; images are REPOSITORY/MODEL
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not _BASE.match(self.base):
+            problems.append(
+                f"images.base {self.base!r} must be pinned by digest (NAME[:TAG]@sha256:<64 hex>)"
+            )
+        if not _REPOSITORY.match(self.repository) or len(self.repository) > 200:
+            problems.append(
+                f"images.repository {self.repository!r} must be HOST[:PORT]/PATH in lower case"
+            )
+        else:
+            registry.split(self.repository)
+        if problems:
+            raise image_errors.ImageConfigError("; ".join(problems))
+
+    @property
+    def registry(self) -> str:
+        return registry.split(self.repository)[0]
+
+    def image(self, model: str) -> str:
+        """host/path/MODEL: the repository of one model's images."""
+        return f"{self.repository}/{model}"
