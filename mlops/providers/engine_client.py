@@ -73,10 +73,20 @@ class AdminClient:
             raise EngineRejected(f"{self.url}: repository index is not a list", 502)
         return rows
 
-    def load(self, name: str, version: str, settings: Mapping[str, Any] | None) -> None:
+    def load(
+        self,
+        name: str,
+        version: str,
+        settings: Mapping[str, Any] | None,
+        sha256: str | None = None,
+    ) -> None:
+        """Load and warm one version; with `sha256`, the engine refuses (409) a model file
+        with another digest."""
         params: dict[str, Any] = {"version": version}
         if settings is not None:
             params["settings"] = dict(settings)
+        if sha256 is not None:
+            params["sha256"] = sha256
         self._call(
             "POST",
             f"/v2/repository/models/{name}/load",

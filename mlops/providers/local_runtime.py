@@ -130,6 +130,9 @@ class LocalRuntime:
 
     def load(self, name: str, semver: str, artifact: Path, settings: Mapping[str, Any]) -> None:
         """Stage, load on every worker with no traffic, and confirm READY on every worker."""
+        # The engine loads the staged file only if it has this digest, now and at restarts.
+        with artifact.open("rb") as handle:
+            settings = {**settings, "sha256": hashlib.file_digest(handle, "sha256").hexdigest()}
         self.stage(name, semver, artifact, settings)
         self._pin_implicit_route(name)
         self._on_every_worker(lambda admin: admin.load(name, semver, settings))

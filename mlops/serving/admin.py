@@ -125,7 +125,7 @@ async def _repository(engine: Engine, send: Send, parts: list[str], body: Any) -
     params = schema.parse(schema.RepositoryBody, body, f"{action} body").parameters
     version, settings = params.version, params.settings
     if action == "load":
-        loaded = await engine.load(name, version, settings)
+        loaded = await engine.load(name, version, settings, params.sha256)
         await respond_json(send, 200, {"name": name, "versions": loaded, "state": "READY"})
     else:
         unloaded = await engine.unload(name, version)

@@ -19,7 +19,13 @@ import orjson
 
 from mlops.serving import admin, infer, metrics, tracing
 from mlops.serving.config import ServeConfig, read_admin_token
-from mlops.serving.errors import Forbidden, MethodNotAllowed, NotFound, ServingError
+from mlops.serving.errors import (
+    BadRequest,
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    ServingError,
+)
 from mlops.serving.feedback import FeedbackBook
 from mlops.serving.http import Receive, Scope, Send, respond_error
 from mlops.serving.repository import Repository
@@ -141,16 +147,22 @@ class Engine:
         }
 
     async def load(
-        self, name: str, version: str | None, settings: dict[str, Any] | None
+        self,
+        name: str,
+        version: str | None,
+        settings: dict[str, Any] | None,
+        sha256: str | None = None,
     ) -> list[str]:
         if version is None:
+            if sha256 is not None:
+                raise BadRequest("parameters.sha256 needs parameters.version")
             versions = [v for n, v in self.repository.on_disk() if n == name]
             if not versions:
                 raise NotFound(f"no versions of '{name}' in the repository")
         else:
             versions = [version]
         for v in versions:
-            await self.repository.load(name, v, settings)
+            await self.repository.load(name, v, settings, sha256)
         return versions
 
     async def unload(self, name: str, version: str | None) -> list[str]:

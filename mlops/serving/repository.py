@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import threading
@@ -23,7 +24,7 @@ import orjson
 from mlops.serving import schema
 from mlops.serving import settings as settings_mod
 from mlops.serving.batcher import Batcher
-from mlops.serving.errors import BadRequest, NotFound, ServingError
+from mlops.serving.errors import BadRequest, Conflict, NotFound, ServingError
 from mlops.serving.session import Session
 from mlops.serving.stats import StatsBook
 from mlops.serving.version import ModelVersion, State
@@ -35,6 +36,12 @@ from mlops.serving.version import ModelVersion, State
 LOADER_NICE_INCREMENT = 10
 
 log = logging.getLogger("mlops.serving")
+
+
+class IntegrityError(ServingError):
+    """The model file is not the one the controller expects (or changed while loading)."""
+
+    status = 409
 
 
 @dataclass(slots=True)
@@ -91,37 +98,77 @@ class Repository:
         )
 
     def index(self) -> list[dict[str, str]]:
+        """One row per assigned or staged version; `sha256` is the digest of the model file the
+        loaded session was built from ("" when nothing of that version is loaded)."""
         rows = {
-            key: {"name": key[0], "version": key[1], "state": e.state.value, "reason": e.reason}
+            key: {
+                "name": key[0],
+                "version": key[1],
+                "state": e.state.value,
+                "reason": e.reason,
+                "sha256": self._served_digest(*key),
+            }
             for key, e in self.entries.items()
         }
         for key in self.on_disk():
             rows.setdefault(
                 key,
-                {"name": key[0], "version": key[1], "state": "UNAVAILABLE", "reason": "unloaded"},
+                {
+                    "name": key[0],
+                    "version": key[1],
+                    "state": "UNAVAILABLE",
+                    "reason": "unloaded",
+                    "sha256": "",
+                },
             )
         return [rows[k] for k in sorted(rows)]
 
-    async def load(self, name: str, version: str, override: dict[str, Any] | None) -> None:
-        """Load (or reload with new settings) and warm one version; idempotent."""
+    def _served_digest(self, name: str, version: str) -> str:
+        found = self.live.get(name, {}).get(version)
+        return "" if found is None else found.session.sha256
+
+    async def load(
+        self,
+        name: str,
+        version: str,
+        override: dict[str, Any] | None,
+        sha256: str | None = None,
+    ) -> None:
+        """Load (or reload with new settings or a changed model file) and warm one version;
+        idempotent. The model file must have the expected sha256 (`sha256`, else the
+        settings' "sha256") when one is given."""
         key = (_check_name(name), _check_name(version))
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             old = self.live.get(name, {}).get(version)
+            loop = asyncio.get_running_loop()
             try:
                 raw = self._settings(name, version, override)
-                if old is not None and old.settings.raw == raw:
-                    return
+                model = self._dir(name, version) / "model.onnx"
                 if old is None:
                     self.entries[key] = Entry(State.LOADING)
                 parsed = settings_mod.parse(raw)
+                expected = sha256 or parsed.sha256
+                identity, digest = await loop.run_in_executor(self._loader, _digest, model)
+                if expected is not None and digest != expected:
+                    if old is not None and old.session.sha256 == expected:
+                        return  # already serving the expected bytes (loaded before a change)
+                    raise IntegrityError(f"{model} has sha256 {digest}, expected {expected}")
+                if old is not None and old.settings.raw == raw and old.session.sha256 == digest:
+                    return  # same settings, same bytes: nothing to do
                 _check_batchable(parsed)
-                path = str(self._dir(name, version) / "model.onnx")
-                session = await asyncio.get_running_loop().run_in_executor(
-                    self._loader, self._build, path, parsed
+                session = await loop.run_in_executor(
+                    self._loader, self._build, str(model), parsed, identity
                 )
+                session.sha256 = digest
             except NotFound:
                 raise  # nothing at DIR/NAME/VERSION: not assigned
+            except IntegrityError as exc:
+                # Never serve bytes that are not the expected ones, not even the old session's.
+                self.entries[key] = Entry(State.UNAVAILABLE, exc.message)
+                if old is not None:
+                    await self._withdraw(name, version)
+                raise Conflict(f"failed to load {name}@{version}: {exc.message}") from None
             except ServingError as exc:
                 self._failed(key, old is None, exc.message)
                 raise BadRequest(f"failed to load {name}@{version}: {exc.message}") from None
@@ -158,10 +205,16 @@ class Repository:
         if first:
             self.entries[key] = Entry(State.UNAVAILABLE, reason)
 
-    def _build(self, path: str, parsed: settings_mod.VersionSettings) -> Session:
+    def _build(
+        self, path: str, parsed: settings_mod.VersionSettings, identity: tuple[int, ...]
+    ) -> Session:
         if self._stopping.is_set():
             raise ServingError("the engine is shutting down")
         session = Session(path, parsed, self._intra_op_threads)
+        if _identity(os.stat(path)) != identity:
+            # Replaced or rewritten between hashing and loading: the digest is not the
+            # loaded bytes' any more.
+            raise IntegrityError(f"{path} changed while it was loading")
         with self._warming_lock:
             self._warming.add(session)
         try:
@@ -186,14 +239,18 @@ class Repository:
         key = (name, version)
         async with self._locks.setdefault(key, asyncio.Lock()):
             self.entries.pop(key, None)
-            versions = self.live.get(name, {})
-            old = versions.pop(version, None)
-            if not versions:
-                self.live.pop(name, None)
-            if old is None:
-                return
-            self._on_change()
-            await old.batcher.drain()
+            await self._withdraw(name, version)
+
+    async def _withdraw(self, name: str, version: str) -> None:
+        """Take a version out of `live` (no new request reaches it), then drain it."""
+        versions = self.live.get(name, {})
+        old = versions.pop(version, None)
+        if not versions:
+            self.live.pop(name, None)
+        if old is None:
+            return
+        self._on_change()
+        await old.batcher.drain()
 
     def versions_of(self, name: str) -> list[str]:
         assigned = {v for (n, v) in self.entries if n == name}
@@ -249,3 +306,14 @@ def _check_batchable(parsed: settings_mod.VersionSettings) -> None:
 def _first_line(exc: BaseException) -> str:
     text = " ".join((str(exc).strip().splitlines() or [""])[0].split())[:300]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _identity(info: os.stat_result) -> tuple[int, ...]:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def _digest(path: Path) -> tuple[tuple[int, ...], str]:
+    """The file's identity and sha256, read through one open file."""
+    with path.open("rb") as handle:
+        identity = _identity(os.fstat(handle.fileno()))
+        return identity, hashlib.file_digest(handle, "sha256").hexdigest()

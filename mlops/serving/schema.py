@@ -64,6 +64,8 @@ class RoutingBody(_Body):
 class RepositoryParameters(_Body):
     version: Name | None = None
     settings: dict[str, Any] | None = None
+    # load only: the model file's expected sha256 (lower-case hex)
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
 
 
 class RepositoryBody(_Body):

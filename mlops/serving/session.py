@@ -63,6 +63,7 @@ class Session:
         self.cost: float | None = None  # seconds per row of a batch-1 run, once measured
         # Warm-up runs with these options so that a shutdown can abort the run in progress.
         self._warm_options = ort.RunOptions()
+        self.sha256 = ""  # of the model file this session was built from (set by the loader)
         self.settings = settings
         self._check(settings)
         self.output_names = [o.name for o in settings.outputs]

@@ -128,6 +128,8 @@ class SettingsDocument(_Strict):
     batching: Batching = Batching()
     warmup: _Warmup = _Warmup()
     classification: bool | None = Field(default=None, strict=True)
+    # The model file's expected sha256 (the controller writes it): a mismatch fails the load.
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
     @field_validator("batching", "warmup", mode="before")
     @classmethod
@@ -143,6 +145,7 @@ class VersionSettings:
     warmup_requests: int = 1
     classification: bool = False
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    sha256: str | None = None
 
 
 def parse(raw: Any) -> VersionSettings:
@@ -156,4 +159,6 @@ def parse(raw: Any) -> VersionSettings:
     classification = doc.classification
     if classification is None:
         classification = len(outputs[0].shape) == 2
-    return VersionSettings(inputs, outputs, doc.batching, doc.warmup.requests, classification, raw)
+    return VersionSettings(
+        inputs, outputs, doc.batching, doc.warmup.requests, classification, raw, doc.sha256
+    )

@@ -55,7 +55,9 @@ class EngineThread:
     """One engine worker on a free loopback port, served by uvicorn in a background thread,
     with its admin socket on a second port (`admin_url`) as a worker process has."""
 
-    def __init__(self, config: ServeConfig, routing_file: Path | None = None) -> None:
+    def __init__(
+        self, config: ServeConfig, routing_file: Path | None = None, wait_ready: bool = True
+    ) -> None:
         self.engine = Engine(config, routing_file=routing_file)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -73,7 +75,14 @@ class EngineThread:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 60
-        while not (self.server.started and self.engine.repository.ready()):
+        # Ready, or with wait_ready=False only past start-up loading (a load may have failed).
+        while not (
+            self.server.started
+            and (
+                self.engine.repository.ready()
+                or not (wait_ready or self.engine.repository.starting)
+            )
+        ):
             if time.monotonic() > deadline or not self._thread.is_alive():
                 raise RuntimeError("engine did not become ready")
             time.sleep(0.01)

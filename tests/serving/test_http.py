@@ -67,7 +67,9 @@ def test_tritonclient_works_unchanged(engine: EngineThread, binary: bool) -> Non
 def test_tritonclient_repository_extension(engine: EngineThread) -> None:
     client = triton.InferenceServerClient(engine.url.removeprefix("http://"))
     index = client.get_model_repository_index()
-    assert {"name": "clf", "version": "1.0.0", "state": "READY", "reason": ""} in index
+    row = next(r for r in index if (r["name"], r["version"]) == ("clf", "1.0.0"))
+    assert row["state"] == "READY" and row["reason"] == ""
+    assert len(row["sha256"]) == 64  # the digest of the file the session was built from
 
 
 @pytest.mark.parametrize(
