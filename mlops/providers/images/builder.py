@@ -339,7 +339,7 @@ class ImageBuilder:
                 repository, tag=tag, stream=True, decode=True, auth_config=auth
             ):
                 if chunk.get("error"):
-                    message = _redact(str(chunk["error"]), secret)
+                    message = _redact(str(chunk["error"]).strip(), secret)
                     raise _push_error(f"pushing {repository}:{tag} failed: {message}")
                 status = str(chunk.get("status") or chunk.get("stream") or "").strip()
                 if status:

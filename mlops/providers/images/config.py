@@ -24,12 +24,12 @@ class ImagesConfig:
             problems.append(
                 f"images.base {self.base!r} must be pinned by digest (NAME[:TAG]@sha256:<64 hex>)"
             )
-        if not _REPOSITORY.match(self.repository) or len(self.repository) > 200:
+        host = self.repository.split("/", 1)[0]
+        has_host = "." in host or ":" in host or host == "localhost"
+        if not _REPOSITORY.match(self.repository) or len(self.repository) > 200 or not has_host:
             problems.append(
                 f"images.repository {self.repository!r} must be HOST[:PORT]/PATH in lower case"
             )
-        else:
-            registry.split(self.repository)
         if problems:
             raise image_errors.ImageConfigError("; ".join(problems))
 
