@@ -66,6 +66,7 @@ class Checkpoint:
             "weight": self.weight,
             "hold": self.hold,
             "interval": self.interval,
+            "shadow": self.shadow,
         }
 
 
@@ -90,15 +91,22 @@ def sample_times(hold: float, interval: float) -> list[float]:
 def measure(
     metrics: base.Metrics, point: Checkpoint, tracker: gates.GateTracker
 ) -> list[gates.Measurement]:
+    """One round. The candidate is judged on what the router sent it or, in a shadow hold,
+    on the mirrored requests it ran; stable always on its routed requests of the same window.
+    Direct calls to a version never count, so they can neither dilute nor pass a gate."""
     window = max(point.interval, MIN_WINDOW_SECONDS)
     round_: list[gates.Measurement] = []
     for gate in point.gates:
-        canary = metrics.sample(point.model, point.canary, gate, window)
+        if point.shadow:
+            canary = metrics.sample(point.model, point.canary, gate, window, traffic="shadow")
+        else:
+            canary = metrics.sample(point.model, point.canary, gate, window)
         stable: gates.Sample | None = None
         if gate.max_increase is not None and point.stable is not None:
             raw = metrics.sample(point.model, point.stable, gate, window)
             stable = tracker.reference(gate.label, raw, point.min_requests)
-        round_.append(gates.evaluate(gate, canary, stable, point.min_requests))
+        traffic = "shadow" if point.shadow else "routed"
+        round_.append(gates.evaluate(gate, canary, stable, point.min_requests, traffic))
     return round_
 
 
@@ -145,7 +153,7 @@ def _reason(
             f"{m.gate} {_value(m.value)} (threshold {m.threshold}): {m.detail}" for m in chosen
         )
 
-    at = f"at {point.weight}%"
+    at = "in the shadow phase (mirrored requests)" if point.shadow else f"at {point.weight}%"
     if decision is gates.Decision.ROLLBACK:
         return f"gate failed {at}: {listed(gates.Verdict.FAILED)}"
     if decision is gates.Decision.ABORT:

@@ -19,6 +19,13 @@ from mlops.plan import types as plan_types
 _VERDICT_STYLE = {"passed": "green", "failed": "red", "error": "magenta", "inconclusive": "yellow"}
 
 
+def _where(checkpoint: Mapping[str, Any]) -> str:
+    """A shadow hold judges mirrored requests at weight 0: say so rather than "at 0%"."""
+    if checkpoint.get("shadow"):
+        return "in the shadow phase (mirrored requests)"
+    return f"at {checkpoint.get('weight')}%"
+
+
 def weights_text(weights: Mapping[str, int]) -> str:
     return ", ".join(f"{v}={w}%" for v, w in sorted(weights.items())) or "no traffic"
 
@@ -107,7 +114,7 @@ class Progress(hooks.Hook):
     def on_hold_start(self, model: str, checkpoint: Mapping[str, Any], remaining: float) -> None:
         self._state.update(remaining=remaining, measurements=[])
         self._line(
-            f"{model}: holding at {checkpoint.get('weight')}% for "
+            f"{model}: holding {_where(checkpoint)} for "
             f"{core.format_duration(remaining)}, gates every "
             f"{core.format_duration(float(checkpoint.get('interval') or 0))}"
         )
@@ -123,7 +130,7 @@ class Progress(hooks.Hook):
     ) -> None:
         self._state["measurements"] = list(measurements)
         summary = "; ".join(measurement_text(m) for m in measurements) or "no gates"
-        self._line(f"{model}: gates at {checkpoint.get('weight')}%: {summary} -> {decision}")
+        self._line(f"{model}: gates {_where(checkpoint)}: {summary} -> {decision}")
         self._refresh()
 
     def on_hold_tick(self, model: str, elapsed: float, remaining: float) -> None:

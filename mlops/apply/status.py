@@ -152,23 +152,47 @@ def render_text(document: dict[str, Any]) -> str:
     return "\n".join(lines).lstrip("\n") + "\n"
 
 
+TEXT_ROUNDS = 5  # gate rounds in the text view; the JSON document has up to GATE_ROUNDS
+
+
 def _rollout_lines(name: str, rollout: dict[str, Any] | None) -> list[str]:
     if rollout is None:
         return []
     lines = [f"  rollout {rollout['run_id']}: {rollout['status']}"]
     step = rollout.get("step")
     if step and rollout["status"] == "in_progress":
-        lines[0] += f" at {step.get('weight')}% (hold ends {step.get('ends_at')})"
+        # Weight 0 is only ever the shadow phase: steps have a weight of at least 1.
+        where = "in the shadow phase" if step.get("weight") == 0 else f"at {step.get('weight')}%"
+        lines[0] += f" {where} (hold ends {step.get('ends_at')})"
     if rollout.get("reason"):
         lines.append(f"    reason: {rollout['reason']}")
     if rollout["status"] == "paused":
         lines.append(f"    resume with `mlops promote {name}`, undo with `mlops rollback {name}`")
-    for round_ in rollout["gates"][-5:]:
-        values = ", ".join(
-            f"{m['gate']}={_value(m['value'])} {m['verdict']}" for m in round_["measurements"]
+    rounds = rollout["gates"]
+    if len(rounds) > TEXT_ROUNDS:
+        lines.append(
+            f"    gate rounds: last {TEXT_ROUNDS} of {len(rounds)} shown "
+            f"(`mlops status {name} --format json` has them all)"
         )
-        lines.append(f"    {round_['at']} at {round_['weight']}%: {values} -> {round_['decision']}")
+    for round_ in rounds[-TEXT_ROUNDS:]:
+        measurements = round_["measurements"]
+        shadow = any(m.get("traffic") == "shadow" for m in measurements)
+        where = "shadow" if shadow else f"at {round_['weight']}%"
+        values = ", ".join(
+            f"{m['gate']}={_value(m['value'])} {m['verdict']} ({_requests(m)})"
+            for m in measurements
+        )
+        lines.append(f"    {round_['at']} {where}: {values} -> {round_['decision']}")
     return lines
+
+
+def _requests(measurement: dict[str, Any]) -> str:
+    """How many requests the value stands on: routed ones, or a shadow's mirrored ones."""
+    count = float(measurement.get("requests") or 0.0)
+    text = f"{count:.0f}" if count.is_integer() else f"{count:.1f}"
+    if measurement.get("gate") == "shadow_agreement":
+        return f"{text} compared"
+    return f"{text} mirrored" if measurement.get("traffic") == "shadow" else f"{text} routed"
 
 
 def _value(value: Any) -> str:

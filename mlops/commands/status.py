@@ -13,8 +13,9 @@ Examples:
   mlops status fraud-scorer --format json | jq .models[].weights
 
 Shows each model's versions (registered, loaded, weight, rejected), stable and canary
-aliases, engine replicas, the rollout in progress with its step and the latest gate rounds,
-and the workspace lock if one is held. The JSON document is described in docs/status.md.
+aliases, engine replicas, the rollout in progress with its step and the latest gate rounds
+(each value with the routed or, in a shadow phase, mirrored requests it stands on), and the
+workspace lock if one is held. The JSON document is described in docs/status.md.
 """
 
 

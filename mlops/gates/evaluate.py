@@ -41,32 +41,46 @@ class Measurement:
     detail: str = ""
     requests: float = 0.0
     reference: float | None = None  # the stable version's value for relative gates
+    # Which requests were judged: "routed" (what the router sent the canary) or "shadow" (the
+    # mirrored requests a shadow ran during its hold); `requests` counts those.
+    traffic: str = "routed"
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "verdict": self.verdict.value}
 
 
 def evaluate(
-    gate: spec.Gate, canary: Sample, stable: Sample | None, min_requests: int
+    gate: spec.Gate,
+    canary: Sample,
+    stable: Sample | None,
+    min_requests: int,
+    traffic: str = "routed",
 ) -> Measurement:
-    """Measure one gate. `stable` is needed only for `max_increase` gates."""
+    """Measure one gate. `stable` is needed only for `max_increase` gates. `traffic` says what
+    `canary` counted (routed requests, or a shadow's mirrored ones); only the wording and the
+    record depend on it: `min_requests` applies to those requests either way."""
     label = gate.label
     threshold = threshold_text(gate, stable.value if stable else None)
+    shadow = traffic == "shadow"
 
     def result(verdict: Verdict, detail: str, reference: float | None = None) -> Measurement:
         value = canary.value if _finite(canary.value) else None
-        return Measurement(label, verdict, value, threshold, detail, canary.requests, reference)
+        return Measurement(
+            label, verdict, value, threshold, detail, canary.requests, reference, traffic
+        )
 
     if canary.error is not None:
         return result(Verdict.ERROR, canary.error)
     if canary.requests < min_requests:
+        what = "mirrored requests" if shadow and gate.metric != "shadow_agreement" else "requests"
         return result(
             Verdict.INCONCLUSIVE,
-            f"{_count(canary.requests)} requests in the window, need {min_requests}",
+            f"{_count(canary.requests)} {what} in the window, need {min_requests}",
         )
     value = canary.value
     if value is None or not math.isfinite(value):
-        return result(Verdict.INCONCLUSIVE, "no data for the canary in the window")
+        who = "the shadow" if shadow else "the canary"
+        return result(Verdict.INCONCLUSIVE, f"no data for {who} in the window")
 
     failures: list[str] = []
     if gate.max is not None and value > gate.max:
