@@ -21,7 +21,8 @@ from mlops.providers.images import errors as image_errors
 from mlops.providers.images import offline_base, registry, services
 from tests.images.conftest import NAME, Example, Recorder, accuracy_check
 
-pytestmark = pytest.mark.slow
+# The first test's set-up may install the Debian packages and debootstrap the base.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def make_builder(

@@ -45,6 +45,7 @@ HEALTH_PROBE = (
 def engine_dockerfile(base: str, wheels: list[str], pip: str, engine: str) -> str:
     """Dependencies and engine in separate layers (a new mlops keeps the dependency layer)."""
     pip_run = f"python3 /tmp/wheels/{pip}/pip install --no-cache-dir --no-index --no-deps"
+    pip_run += " --disable-pip-version-check --root-user-action=ignore"
     prune = " ".join(PRUNE)
     health = json.dumps(["python3", "-c", HEALTH_PROBE])
     command = json.dumps(
