@@ -53,14 +53,16 @@ class MlflowRegistry:
 
     def refresh(self, names: Sequence[str] | None = None) -> dict[str, state.RegistryModel]:
         wanted = None if names is None else {tags.check_name(n) for n in names}
-        # A shared registry is asked only for our names; the workspace's own one is read
-        # whole, which is cheaper: MLflow parses `name IN (...)` filters with sqlparse and
-        # its ORM work is per row, so the filters only add cost when every row is ours.
-        asked = None if wanted is None or self._own_registry() else sorted(wanted)
+        asked = None if wanted is None else sorted(wanted)
         versions: dict[str, list[state.RegistryVersion]] = {}
         # Every row is materialised at once and all of it is kept: nothing to collect.
         with gcpause.paused():
             fast = self._fast(lambda reader: reader.read(asked))
+            if not fast and asked is not None and self._own_registry():
+                # Through MLflow's client the workspace's own registry is read whole, which is
+                # cheaper there: MLflow parses `name IN (...)` filters with sqlparse and its
+                # ORM work is per row, so the filters only add cost when every row is ours.
+                asked = None
             entities = fast[0].versions if fast else self.session.all_versions(asked)
             for entity in entities:
                 if wanted is not None and entity.name not in wanted:
