@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from mlops.serving import admin, infer, metrics, tracing
+from mlops.serving import admin, infer, intake, metrics, tracing
 from mlops.serving.config import ServeConfig, read_admin_token
 from mlops.serving.errors import (
     BadRequest,
@@ -47,6 +47,7 @@ class Engine:
     ) -> None:
         self.config = config
         self.max_body_bytes = config.max_body_bytes
+        self.intake = intake.Intake(config.max_body_bytes)  # budget and decoding of large bodies
         self.stats = StatsBook()
         self._executor = ThreadPoolExecutor(config.threads, thread_name_prefix="mlops-infer")
         self.repository = Repository(
@@ -239,5 +240,6 @@ class Engine:
                 if self._startup is not None:
                     self._startup.cancel()
                 self._executor.shutdown(wait=False, cancel_futures=True)
+                await self.intake.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

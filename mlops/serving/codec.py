@@ -40,7 +40,7 @@ class InferRequest:
     finite: frozenset[str] = field(default=frozenset())
 
 
-def decode(body: bytes, header_length: int | None = None) -> InferRequest:
+def decode(body: bytes | bytearray | memoryview, header_length: int | None = None) -> InferRequest:
     """Parse a V2 request body; `header_length` is `Inference-Header-Content-Length`."""
     try:
         return _decode(body, header_length)
@@ -51,13 +51,17 @@ def decode(body: bytes, header_length: int | None = None) -> InferRequest:
         raise BadRequest(f"malformed request: {type(exc).__name__}: {exc}") from None
 
 
-def _decode(body: bytes, header_length: int | None) -> InferRequest:
+def _decode(body: bytes | bytearray | memoryview, header_length: int | None) -> InferRequest:
+    header: bytes | bytearray
+    binary: bytes | memoryview
     if header_length is None:
-        header, binary = body, b""
+        header, binary = (bytes(body) if isinstance(body, memoryview) else body), b""
     else:
         if not 0 < header_length <= len(body):
             raise BadRequest("Inference-Header-Content-Length is outside the body")
-        header, binary = body[:header_length], body[header_length:]
+        # Tensors are views of the body: no copy of what may be most of a large request.
+        view = memoryview(body)
+        header, binary = bytes(view[:header_length]), view[header_length:]
     try:
         doc = orjson.loads(header)
     except orjson.JSONDecodeError as exc:

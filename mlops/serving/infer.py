@@ -13,9 +13,9 @@ import os
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from mlops.serving import codec, encode, shadow
+from mlops.serving import encode, shadow
 from mlops.serving.errors import NotFound, ServingError
-from mlops.serving.http import OCTET, Receive, Scope, Send, read_body, respond, respond_error
+from mlops.serving.http import OCTET, Receive, Scope, Send, respond, respond_error
 
 if TYPE_CHECKING:
     from mlops.serving.app import Engine
@@ -31,10 +31,12 @@ async def handle(
     engine: Engine, scope: Scope, receive: Receive, send: Send, name: str, version: str | None
 ) -> None:
     t0 = perf_counter()
-    request_id = header_len = None
+    request_id = header_len = declared = None
     for key, value in scope["headers"]:
         if key == b"inference-header-content-length":
             header_len = value
+        elif key == b"content-length":
+            declared = value
         elif key == b"x-request-id":
             request_id = value.decode("latin-1")[:128]
     if request_id is None:
@@ -59,10 +61,13 @@ async def handle(
     stats = mv.stats
     # Counted by how the request got here: gates judge what the router sent, never direct calls.
     counts = stats.routed if route is not None else stats.direct
+    held = 0  # this request's bytes in the worker's budget of large bodies (see intake.py)
     try:
-        body = await read_body(scope, receive, engine.max_body_bytes)
+        held = engine.intake.admit(declared)  # 503 at once, before the body is read
+        body = await engine.intake.read(scope, receive, held)
+        held = engine.intake.admit_read(len(body), held)
         t1 = perf_counter()
-        request = codec.decode(body, _header_length(header_len))
+        request = await engine.intake.decode(body, _header_length(header_len))
         t2 = perf_counter()
         feeds, rows = mv.prepare(request)
         t3 = perf_counter()
@@ -91,6 +96,8 @@ async def handle(
         counts.requests["500"] += 1
         await respond_error(send, 500, f"internal error: {type(exc).__name__}", headers)
         return
+    finally:
+        engine.intake.release(held)
     if json_len is None:
         await respond(send, 200, payload, extra=headers)
     else:
