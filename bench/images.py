@@ -184,7 +184,7 @@ def run(
             conformance=conformance(validation, semver, version, quality),
         )  # fmt: skip
         rows[label] = {"total_s": time.monotonic() - started, **timer.seconds, **quality}
-    lean = client.images.get(refs["1.1.0"].reference)
+    lean = client.images.pull(refs["1.1.0"].reference)
     rows["lean_bytes"] = int(lean.attrs["Size"])
     rows["lean_pushed_bytes"] = pushed_bytes(refs["1.1.0"])
     naive = client.images.get(naive_image(client, base))

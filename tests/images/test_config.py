@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 
-from mlops.providers.images import ImagesConfig, wheels
+from mlops.providers.images import ImagesConfig, registry, wheels
 from mlops.providers.images import errors as image_errors
 
 DIGEST = "sha256:" + "a" * 64
@@ -57,3 +59,27 @@ def test_the_engine_distributions_cover_what_the_engine_imports() -> None:
                 for d in json.loads(done.stdout)}  # fmt: skip
     allowed = {d.lower() for d in wheels.ENGINE_DISTRIBUTIONS} | {"mlops"} | OPTIONAL
     assert imported - allowed == set()
+
+
+def test_registry_credentials_come_from_the_environment_or_the_docker_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLOPS_REGISTRY_USERNAME", raising=False)
+    monkeypatch.delenv("MLOPS_REGISTRY_PASSWORD", raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    assert registry.credentials("registry.example.com") is None
+    token = base64.b64encode(b"robot:from-config").decode()
+    (tmp_path / "config.json").write_text(
+        json.dumps({"auths": {"registry.example.com": {"auth": token}}})
+    )
+    assert registry.credentials("registry.example.com") == {
+        "username": "robot",
+        "password": "from-config",
+    }
+    assert registry.credentials("other.example.com") is None
+    monkeypatch.setenv("MLOPS_REGISTRY_USERNAME", "ci")
+    monkeypatch.setenv("MLOPS_REGISTRY_PASSWORD", "from-env")
+    assert registry.credentials("registry.example.com") == {
+        "username": "ci",
+        "password": "from-env",
+    }

@@ -66,9 +66,10 @@ def credentials(registry: str) -> dict[str, str] | None:
         found = docker.auth.load_config().resolve_authconfig(registry)
     except (docker.errors.DockerException, OSError, ValueError):
         return None
-    if not found or not found.get("Username") or not found.get("Password"):
+    found = {str(key).lower(): value for key, value in (found or {}).items()}
+    if not found.get("username") or not found.get("password"):
         return None
-    return {"username": str(found["Username"]), "password": str(found["Password"])}
+    return {"username": str(found["username"]), "password": str(found["password"])}
 
 
 def is_loopback(host: str) -> bool:

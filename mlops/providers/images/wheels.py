@@ -5,6 +5,7 @@ network) and cached, so a new model version never downloads or builds anything.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -137,20 +138,24 @@ def source_root() -> Path:
     return root
 
 
-def _source_files(root: Path) -> list[Path]:
+@functools.cache
+def snapshot(root: Path) -> tuple[tuple[str, bytes], ...]:
+    """(relative path, bytes) of everything the mlops wheel is built from, read once per
+    process: the engine shipped is the code this process started with, even if the checkout
+    changes meanwhile."""
     files = [root / name for name in _SOURCE_FILES if (root / name).is_file()]
     for path in sorted((root / "mlops").rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
             files.append(path)
-    return files
+    return tuple((str(path.relative_to(root)), path.read_bytes()) for path in files)
 
 
 def source_digest(root: Path) -> str:
-    """sha256 over the paths and bytes of everything the mlops wheel is built from."""
+    """sha256 over the paths and bytes of the snapshot."""
     digest = hashlib.sha256()
-    for path in _source_files(root):
-        digest.update(str(path.relative_to(root)).encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    for name, data in snapshot(root):
+        digest.update(name.encode() + b"\0")
+        digest.update(hashlib.sha256(data).digest())
     return digest.hexdigest()
 
 
@@ -164,10 +169,10 @@ def engine_wheel(cache: Path) -> Path:
         return built[0]
     with tempfile.TemporaryDirectory(prefix="mlops-wheel-") as tmp:
         source = Path(tmp) / "src"
-        for path in _source_files(root):
-            target = source / path.relative_to(root)
+        for name, data in snapshot(root):
+            target = source / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
+            target.write_bytes(data)
         out = Path(tmp) / "out"
         command = [
             sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
