@@ -210,7 +210,8 @@ class Handlers:
             live = runtime.refresh([model]).get(model)
             if live is not None:
                 if live.weights or live.shadow:
-                    generation = runtime.set_traffic(model, {}, None)
+                    # Taken out for good: recorded before the workers change (see Runtime).
+                    generation = runtime.set_traffic(model, {}, None, rollback=True)
                     self.hooks.on_weight(model, {}, generation)
                 for semver in sorted(live.loaded):
                     runtime.unload(model, semver)

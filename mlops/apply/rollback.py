@@ -65,12 +65,21 @@ def roll_back(
         shadowing = live.shadow is not None and live.shadow.version == canary
         if live.weights.get(canary, 0) > 0 or shadowing:
             weights = weights_without(live.weights, canary, stable, set(live.loaded))
-            generation = runtime.set_traffic(model, weights, None)
+            generation = runtime.set_traffic(model, weights, None, rollback=True)
             _verify_no_traffic(target, model, canary, generation)
             hooks.on_weight(model, weights, generation)
             target.record_applied(model)
         if canary in live.loaded:
             runtime.unload(model, canary)
+    else:
+        # Nothing answers: the rollback still reaches the state a starting engine serves.
+        if stable is not None:
+            weights = {stable: 100}
+            generation = runtime.set_traffic(model, weights, None, rollback=True)
+        runtime.unload(model, canary)
+        hooks.on_message(
+            f"{model}: the engine is not running: {canary} is out of the state it starts from"
+        )
     registry = target.registry
     aliases = (registry.refresh([model]).get(model) or state.RegistryModel(name=model)).aliases
     if stable is not None and aliases.get("stable") != stable:

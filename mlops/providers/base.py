@@ -78,9 +78,12 @@ class Runtime(Protocol):
         name: str,
         weights: Mapping[str, int],
         shadow: state.ShadowRoute | None,
+        *,
+        rollback: bool = False,
     ) -> int:
         """Apply a weight table atomically on every replica; returns the new generation once
-        every replica reads it back."""
+        every replica reads it back. `rollback`: the table takes a version out for good; it
+        must survive a restart of the runtime even if no replica confirms it (yet)."""
         ...
 
     def inference_url(self) -> str: ...

@@ -257,9 +257,15 @@ class KubernetesRuntime:
             self.cluster.delete(api_version, kind, object_name)
 
     def set_traffic(
-        self, name: str, weights: Mapping[str, int], shadow: state.ShadowRoute | None
+        self,
+        name: str,
+        weights: Mapping[str, int],
+        shadow: state.ShadowRoute | None,
+        *,
+        rollback: bool = False,
     ) -> int:
-        """Apply the route and return its generation once the gateway has accepted it."""
+        """Apply the route and return its generation once the gateway has accepted it. The
+        HTTPRoute in the API server is the persisted state, so a rollback needs nothing more."""
         return self._apply_route(name, weights, shadow)
 
     # -- helpers -------------------------------------------------------------------------------

@@ -2,6 +2,11 @@
 
 Every change goes to every worker's admin address, because each worker has its own
 repository and routing table; a change counts as done only when every worker reads it back.
+
+What a starting worker loads and how it routes comes from the desired state this module
+keeps in `.mlops/engine/desired.json` (mlops/serving/desired.py reads it): a load or a table
+is recorded once every worker confirmed it; an unload, and a rollback's table, are recorded
+before any worker is touched, so no restart can bring back a version that was taken out.
 """
 
 from __future__ import annotations
@@ -22,17 +27,26 @@ from mlops.state import models as state
 from mlops.workspace import Workspace
 
 Admin = engine_client.AdminClient
+DESIRED_FILE = "desired.json"  # the name mlops/serving/desired.py reads in the state dir
+DESIRED_FORMAT = 1
 
 
 class LocalRuntime:
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(
+        self, workspace: Workspace, *, admin_timeout: float = engine_client.ADMIN_TIMEOUT_S
+    ) -> None:
         self.workspace = workspace
+        # How long a worker may take to answer an admin call before it counts as silent.
+        self.admin_timeout = admin_timeout
         self.process = engine_process.EngineProcess(workspace)
         # One keep-alive connection pool per worker: a rollback's weight change is a few calls.
         self._admins: dict[str, engine_client.AdminClient] = {}
         # Requests/s per model as of the last refresh (the engine's `mlops_request_rate`).
         self.request_rates: dict[str, float] = {}
         self._digests: dict[tuple[str, int, int, int], str] = {}  # staged file -> sha256
+        # (worker, model) -> the last routing table read from that worker: what a worker that
+        # stops answering is known to hold.
+        self._last_read: dict[tuple[str, str], dict[str, Any]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -47,6 +61,7 @@ class LocalRuntime:
             return
         snapshot = self.refresh() if record is not None else {}
         if record is not None:
+            self._save_desired(self.desired())  # the new workers start from it
             self.stop()
         self.process.start(replicas)
         self._retarget_prometheus()
@@ -94,13 +109,16 @@ class LocalRuntime:
         for url in urls:
             admin = self._admin(url)
             try:
-                views.append(
-                    runtime_view.WorkerView(
-                        admin.routing(), admin.index(), runtime_view.rates(admin.metrics_text())
-                    )
+                view = runtime_view.WorkerView(
+                    admin.routing(), admin.index(), runtime_view.rates(admin.metrics_text())
                 )
             except (engine_client.EngineUnavailable, engine_client.EngineRejected):
                 views.append(None)
+                continue
+            views.append(view)
+            for name, table in (view.routing.get("models") or {}).items():
+                if isinstance(table, dict):
+                    self._last_read[(url, name)] = table
         merged = runtime_view.merge(views, len(urls), self._staged_settings)
         merged = {
             n: m.model_copy(update={"served_sha256": self._served_digests(views, m)})
@@ -143,10 +161,16 @@ class LocalRuntime:
             if row is None or row.get("state") != "READY":
                 reason = (row or {}).get("reason") or "not in its index"
                 raise errors.TransientError(f"{name}@{semver} is not ready on {url}: {reason}")
+        entry = self.desired().get(name, {})
+        if semver not in entry.get("loaded", []):
+            self._record(name, loaded=sorted([*entry.get("loaded", []), semver]))
 
     def unload(self, name: str, semver: str) -> None:
         """Drain and unload on every worker (idempotent), then drop the staged files so a
-        restarted engine cannot bring the version back."""
+        restarted engine cannot bring the version back. It leaves the desired state first."""
+        entry = self.desired().get(name, {})
+        if semver in entry.get("loaded", []):
+            self._record(name, loaded=[v for v in entry["loaded"] if v != semver])
         if self.process.record() is not None:
             self._on_every_worker(lambda admin: admin.unload(name, semver))
         shutil.rmtree(self._version_dir(name, semver), ignore_errors=True)
@@ -155,37 +179,173 @@ class LocalRuntime:
             model_dir.rmdir()
 
     def set_traffic(
-        self, name: str, weights: Mapping[str, int], shadow: state.ShadowRoute | None
+        self,
+        name: str,
+        weights: Mapping[str, int],
+        shadow: state.ShadowRoute | None,
+        *,
+        rollback: bool = False,
     ) -> int:
-        """Put one table on every worker under a new generation, then read it back from each."""
+        """Put one table on every worker under a new generation, then read it back from each.
+
+        The table enters the desired state once every worker confirmed it, so a restarted
+        engine never starts from a table nobody confirmed. A `rollback` table enters it first,
+        before any worker is touched: whatever happens next, no restart serves the version it
+        takes out; with no engine running that is the whole change (nothing serves)."""
         want_shadow = shadow.model_dump() if shadow else None
-        tables = [self._routing(url) for url in self._urls()]
-        current = [t["models"].get(name) for t in tables]
-        if all(c is not None and _same_table(c, weights, want_shadow) for c in current):
-            generations = {int(c["generation"]) for c in current if c is not None}
-            if len(generations) == 1:
-                return generations.pop()  # already in force everywhere: nothing to change
-        # Above every generation any worker has seen, so no worker can refuse it as stale.
-        generation = 1 + max(
-            max(
-                int(t.get("generation", 0)), int((t["models"].get(name) or {}).get("generation", 0))
-            )
-            for t in tables
-        )
-        for url in self._urls():
-            admin = self._admin(url)
-            admin.set_routing(name, weights, want_shadow, generation)
-        for url in self._urls():
-            table = self._routing(url)["models"].get(name)
-            if (
-                table is None
-                or int(table["generation"]) != generation
-                or not _same_table(table, weights, want_shadow)
-            ):
-                raise errors.TransientError(
-                    f"worker {url} did not confirm routing generation {generation} of {name}"
+        recorded = self.desired().get(name, {})
+        if rollback:
+            generation = int(recorded.get("generation", 0)) + 1
+            self._record(name, weights=dict(weights), shadow=want_shadow, generation=generation)
+            if self.process.record() is None:
+                return generation
+        urls = self._urls()
+        silent: dict[str, str] = {}  # worker -> why it did not answer
+        seen: dict[str, int] = {}  # worker -> the highest generation it reported
+        tables = self._read_tables(name, urls, silent, seen)
+        current = list(tables.values())
+        if (
+            not silent
+            and all(c is not None and _same_table(c, weights, want_shadow) for c in current)
+            and len({int(c["generation"]) for c in current if c is not None}) == 1
+        ):
+            generation = int(current[0]["generation"]) if current[0] is not None else 0
+            self._record_table(name, weights, want_shadow, generation)
+            return generation  # already in force everywhere: nothing to change
+        # Above every generation any worker (or the desired state) has seen, so no worker can
+        # refuse it as stale.
+        generation = 1 + max([int(recorded.get("generation", 0)), *seen.values()])
+        for url in tables:
+            try:
+                self._admin(url).set_routing(name, weights, want_shadow, generation)
+            except engine_client.EngineUnavailable as exc:
+                silent[url] = exc.message  # the others still get the table
+        confirmed = self._read_tables(name, [u for u in tables if u not in silent], silent, {})
+        wrong = {
+            url: table
+            for url, table in confirmed.items()
+            if table is None
+            or int(table["generation"]) != generation
+            or not _same_table(table, weights, want_shadow)
+        }
+        if silent or wrong:
+            raise errors.TransientError(
+                self._unconfirmed(name, generation, weights, want_shadow, urls, silent, wrong)
+                + (
+                    "; the desired state already has it: a restarted worker starts from it"
+                    if rollback
+                    else ""
                 )
+            )
+        self._record_table(name, weights, want_shadow, generation)
         return generation
+
+    def _read_tables(
+        self, name: str, urls: Sequence[str], silent: dict[str, str], seen: dict[str, int]
+    ) -> dict[str, dict[str, Any] | None]:
+        """Each answering worker's table of `name` (None: it has none); a worker that does
+        not answer goes to `silent` and is not asked again in this change."""
+        found: dict[str, dict[str, Any] | None] = {}
+        for url in urls:
+            try:
+                doc = self._routing(url)
+            except engine_client.EngineUnavailable as exc:
+                silent[url] = exc.message
+                continue
+            table = doc["models"].get(name)
+            found[url] = table
+            generation = int(doc.get("generation", 0))
+            if table is not None:
+                generation = max(generation, int(table.get("generation", 0)))
+                self._last_read[(url, name)] = table
+            seen[url] = generation
+        return found
+
+    def _unconfirmed(
+        self,
+        name: str,
+        generation: int,
+        weights: Mapping[str, int],
+        shadow: Mapping[str, Any] | None,
+        urls: Sequence[str],
+        silent: Mapping[str, str],
+        wrong: Mapping[str, dict[str, Any] | None],
+    ) -> str:
+        """Which worker did not confirm, and what it is known to hold."""
+        parts = []
+        for url in urls:
+            if url in silent:
+                last = self._last_read.get((url, name))
+                held = f"last read from it: {_describe(last)}" if last else "never read"
+                parts.append(f"{url} did not answer ({silent[url]}; {held})")
+            elif url in wrong:
+                parts.append(f"{url} holds {_describe(wrong[url])}")
+        good = len(urls) - len(parts)
+        return (
+            f"routing generation {generation} of {name} ({_describe_table(weights, shadow)}) is "
+            f"confirmed by {good} of {len(urls)} workers: " + "; ".join(parts)
+        )
+
+    # -- desired state -------------------------------------------------------------------------
+
+    @property
+    def desired_file(self) -> Path:
+        return self.process.state_dir / DESIRED_FILE
+
+    def desired(self) -> dict[str, dict[str, Any]]:
+        """Per model, what a starting worker loads and routes: {"loaded", "weights", "shadow",
+        "generation"}. Without a file yet: what a running engine serves now."""
+        try:
+            doc = json.loads(self.desired_file.read_text())
+        except FileNotFoundError:
+            return self._seed()
+        except (OSError, ValueError) as exc:
+            raise errors.PermanentError(
+                f"desired state {self.desired_file} is unreadable: {exc}; "
+                "remove it and re-apply to rebuild it"
+            ) from None
+        models = doc.get("models") if isinstance(doc, dict) else None
+        if not isinstance(models, dict):
+            raise errors.PermanentError(f"desired state {self.desired_file} has no models")
+        return models
+
+    def _seed(self) -> dict[str, dict[str, Any]]:
+        # An engine started before the controller kept a desired state: adopt (and keep) what
+        # it serves, so that the next start does not drop what this change leaves untouched.
+        if self.process.record() is None:
+            return {}
+        seeded: dict[str, dict[str, Any]] = {}
+        for name, model in self.refresh().items():
+            seeded[name] = {
+                "loaded": sorted(v for v, s in model.loaded.items() if s == "ready"),
+                "weights": dict(model.weights),
+                "shadow": model.shadow.model_dump() if model.shadow else None,
+                "generation": model.generation,
+            }
+        self._save_desired(seeded)
+        return seeded
+
+    def _record_table(
+        self, name: str, weights: Mapping[str, int], shadow: Any, generation: int
+    ) -> None:
+        entry = self.desired().get(name, {})
+        wanted = {"weights": dict(weights), "shadow": shadow, "generation": generation}
+        if any(entry.get(k) != v for k, v in wanted.items()):
+            self._record(name, **wanted)
+
+    def _record(self, name: str, **changes: Any) -> None:
+        models = self.desired()
+        base: dict[str, Any] = {"loaded": [], "weights": {}, "shadow": None, "generation": 0}
+        entry = {**base, **models.get(name, {}), **changes}
+        if entry["loaded"] or any(w > 0 for w in entry["weights"].values()) or entry["shadow"]:
+            models[name] = entry
+        else:
+            models.pop(name, None)
+        self._save_desired(models)
+
+    def _save_desired(self, models: Mapping[str, Any]) -> None:
+        doc = {"format": DESIRED_FORMAT, "models": dict(sorted(models.items()))}
+        _write_atomic(self.desired_file, json.dumps(doc, indent=1, sort_keys=True))
 
     def served_artifact(self, name: str, semver: str) -> Path | None:
         """The file the engine loads for a version (conformance re-hashes it)."""
@@ -244,7 +404,9 @@ class LocalRuntime:
     def _admin(self, url: str) -> engine_client.AdminClient:
         admin = self._admins.get(url)
         if admin is None:
-            admin = self._admins[url] = Admin(url, token=self.process.admin_token())
+            admin = self._admins[url] = Admin(
+                url, timeout=self.admin_timeout, token=self.process.admin_token()
+            )
         return admin
 
     def _urls(self) -> list[str]:
@@ -285,6 +447,36 @@ class LocalRuntime:
         except (OSError, ValueError):
             return None
         return loaded if isinstance(loaded, dict) else None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write, fsync, rename, fsync the directory: after a crash the old or the new file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _describe(table: Mapping[str, Any] | None) -> str:
+    if table is None:
+        return "no table"
+    text = _describe_table(table.get("weights") or {}, table.get("shadow"))
+    return f"generation {table.get('generation', 0)}, {text}"
+
+
+def _describe_table(weights: Mapping[str, Any], shadow: Mapping[str, Any] | None) -> str:
+    text = " / ".join(f"{v} {w}%" for v, w in weights.items() if w) or "no weights"
+    if shadow:
+        text += f", mirror {shadow['percent']:g}% to {shadow['version']}"
+    return text
 
 
 def _same_table(table: Mapping[str, Any], weights: Mapping[str, int], shadow: Any) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from mlops.serving import admin, infer, intake, metrics, tracing
+from mlops.serving import admin, desired, infer, intake, metrics, tracing
 from mlops.serving.config import ServeConfig, read_admin_token
 from mlops.serving.errors import (
     BadRequest,
@@ -44,6 +44,7 @@ class Engine:
         config: ServeConfig,
         routing_file: Path | None = None,
         loaded_file: Path | None = None,
+        desired_file: Path | None = None,
     ) -> None:
         self.config = config
         self.max_body_bytes = config.max_body_bytes
@@ -59,6 +60,10 @@ class Engine:
             on_change=self._changed,
         )
         self.router = Router(self.repository.live, routing_file)
+        # The controller's desired state, when it keeps one, wins over this worker's own files.
+        self._desired = desired.read(desired_file) if desired_file is not None else None
+        if self._desired is not None:
+            self.router.adopt(self._desired.tables())
         self.feedback = FeedbackBook(self.stats)
         self.tracer = tracing.make_tracer()
         self.registry = metrics.registry(
@@ -128,6 +133,9 @@ class Engine:
                 os.replace(tmp, self._loaded_file)
 
     def _remembered(self) -> list[tuple[str, str, dict[str, Any] | None]]:
+        if self._desired is not None:
+            # Staged settings.json holds each version's settings.
+            return [(name, v, None) for name, v in self._desired.loaded()]
         if self._loaded_file is None:
             return []
         try:

@@ -218,6 +218,18 @@ class Router:
             gaps.extend((name, v) for v in wanted if v not in live)
         return sorted(gaps)
 
+    def adopt(self, tables: dict[str, Table]) -> None:
+        """Start from the controller's tables (mlops/serving/desired.py) instead of this
+        worker's own: they are the last ones confirmed on every worker. Generations never go
+        backwards, so a table the controller sends next is never refused as stale."""
+        for name, table in tables.items():
+            self._generations[name] = max(self._generations.get(name, 0), table.generation)
+            self.generation = max(self.generation, table.generation)
+        self.tables = dict(tables)
+        self.problem = None  # a damaged routing file no longer matters
+        self.rebuild()
+        self._save()
+
     def forget(self, name: str) -> None:
         """Drop the table of a model whose last version was unloaded."""
         if name not in self._live:

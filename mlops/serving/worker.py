@@ -22,7 +22,7 @@ import orjson
 import uvicorn
 
 from mlops import errors
-from mlops.serving import protocol
+from mlops.serving import desired, protocol
 from mlops.serving.app import Engine
 from mlops.serving.config import ServeConfig
 
@@ -99,6 +99,7 @@ async def _serve(config: ServeConfig, index: int) -> None:
         config,
         routing_file=config.state_dir / f"routing-{index}.json",
         loaded_file=config.state_dir / f"loaded-{index}.json",
+        desired_file=config.state_dir / desired.FILE,
     )
     engine.serve_admin_on(sockets[1].getsockname()[1])
     server = uvicorn.Server(

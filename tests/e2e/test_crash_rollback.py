@@ -1,0 +1,98 @@
+"""Crashes around a rollback (issue 9), end to end on the real local target.
+
+- The engine SIGKILLed during a hold: the rollback must reach the state a restarted engine
+  starts from, so the aborted canary never comes back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import NAME, E2EWorkspace
+from tests.e2e.test_safety import wait_for_hold
+
+pytestmark = pytest.mark.slow
+
+
+class EngineWatch:
+    """Polls every worker's routing table and repository index: the highest weight and the
+    states each version ever had, as the engine itself reported them."""
+
+    def __init__(self, ws: E2EWorkspace, period: float = 0.02) -> None:
+        self.ws, self.period = ws, period
+        self.max_weight: dict[str, int] = {}
+        self.states: dict[str, set[str]] = {}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> EngineWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=1.0, headers=self.ws.admin_headers()) as client:
+            while not self._stop.wait(self.period):
+                for url in self.ws.admin_urls():
+                    try:
+                        routing = client.get(f"{url}/v2/routing")
+                        rows = client.post(f"{url}/v2/repository/index", json={}).json()
+                    except (httpx.HTTPError, ValueError):
+                        continue
+                    if routing.status_code != 200:
+                        continue
+                    table = routing.json()
+                    self.samples += 1
+                    model = (table.get("models") or {}).get(NAME) or {}
+                    for version, weight in (model.get("weights") or {}).items():
+                        self.max_weight[version] = max(self.max_weight.get(version, 0), weight)
+                    for row in rows:
+                        if row.get("name") == NAME:
+                            self.states.setdefault(row["version"], set()).add(row.get("state"))
+
+
+def _engine_pid(ws: E2EWorkspace) -> int:
+    return int(json.loads((ws.root / ".mlops" / "engine.json").read_text())["pid"])
+
+
+def test_engine_killed_in_a_hold_never_brings_the_canary_back(ws: E2EWorkspace) -> None:
+    ws.deploy_v1()
+    ws.spec("1.1.0", steps=[(25, 120.0), (100, 0.0)], consecutive_errors=2)
+    plan = ws.plan()
+    apply = ws.start("apply", plan)
+    wait_for_hold(ws, 25, apply)
+    time.sleep(1.0)
+    # The whole engine at once (supervisor and workers), as a machine crash or OOM kill would.
+    os.killpg(_engine_pid(ws), signal.SIGKILL)
+    output, _ = apply.communicate(timeout=180)
+    assert apply.returncode == 3, output
+    assert "metrics backend failed" in output
+    # The rollback reached the state a starting engine reads, although no worker was there.
+    desired = json.loads((ws.root / ".mlops" / "engine" / "desired.json").read_text())
+    entry = desired["models"][NAME]
+    assert entry["weights"] == {"1.0.0": 100} and entry["shadow"] is None
+    assert entry["loaded"] == ["1.0.0"]
+    assert "not running" in output  # says what it could not confirm, and why that is safe
+
+    # The next engine start (here: applying the stable spec again) never serves 1.1.0.
+    ws.spec("1.0.0")
+    with EngineWatch(ws) as watch:
+        ws.mlops("apply", "--auto-approve", "specs/")
+        time.sleep(0.5)
+    assert watch.samples > 0
+    assert watch.max_weight.get("1.1.0", 0) == 0, watch.max_weight
+    assert "1.1.0" not in watch.states, watch.states
+    model = ws.model()
+    assert model["weights"] == {"1.0.0": 100} and model["stable"] == "1.0.0"
+    assert model["canary"] is None
