@@ -3,8 +3,8 @@
 Dispatch is on `kind` and reads `after` only (never `reason`). Every handler is idempotent
 against live state, so re-running an action that already took effect is a no-op; resuming
 after a crash skips what the journal records as done and re-runs the step that was in
-flight. A checkpoint that fails rolls its model back and the rest of that model's actions
-are skipped; other models in the plan carry on.
+flight. A checkpoint that fails rolls its model back (the plan's own rollback for that
+step) and the rest of that model's actions are skipped; other models in the plan carry on.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ class Executor:
                 self.handlers.dispatch(action)
             except handlers.Rejected as refused:
                 # A failed check before traffic: the version never receives any.
-                self._roll_back(action, model, refused.semver, refused.stable, refused.reason)
+                self.roll_back_at(action, refused.semver, refused.stable, refused.reason)
                 return Outcome.ROLLED_BACK
             return None
         point = checkpoints.Checkpoint.from_action(action.id, model, action.after or {})
@@ -141,22 +141,28 @@ class Executor:
             self.result.reasons[model] = result.reason
             return Outcome.PAUSED
         reject = result.decision is gates.Decision.ROLLBACK
-        self._roll_back(action, model, point.canary, point.stable, result.reason, reject=reject)
+        self.roll_back_at(action, point.canary, point.stable, result.reason, reject=reject)
         return Outcome.ROLLED_BACK if reject else Outcome.ABORTED
 
-    def _roll_back(
+    def roll_back_at(
         self,
         action: t.Action,
-        model: str,
         canary: str,
         stable: str | None,
         reason: str,
         *,
         reject: bool = True,
-    ) -> None:
-        rollback_.roll_back(self.target, self.hooks, model, canary, stable, reason, reject=reject)
+    ) -> rollback_.RollbackResult:
+        """The rollout stops at `action` (a check or a gate failed): run the rollback the plan
+        shows for that step, nothing else."""
+        model = core.Address(action.address).model
+        planned = rollback_.planned(
+            self.plan, model, action.id, canary, stable, reason, reject=reject
+        )
+        done = rollback_.run(self.target, self.hooks, planned)
         self.hooks.on_action_end(action, "skipped", "rolled back: " + reason)
         self.result.reasons[model] = reason
+        return done
 
     def _stop(self, model: str, outcome: Outcome, reason: str) -> None:
         self.run.append(

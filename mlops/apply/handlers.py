@@ -220,15 +220,7 @@ class Handlers:
         applied.update(applied.path_in(self.ws.ensure_state_dir()), model, None)
 
     def promote(self, model: str, after: Mapping[str, Any]) -> None:
-        registry = self.target.registry
-        current = (registry.refresh([model]).get(model) or state.RegistryModel(name=model)).aliases
-        for alias, semver in dict(after.get("aliases") or {}).items():
-            if current.get(alias) != semver:
-                registry.set_alias(model, alias, str(semver))
-        for alias in after.get("clear") or []:
-            if alias in current:
-                registry.delete_alias(model, str(alias))
-        self.target.record_applied(model)
+        set_aliases(self.target, model, after)
 
     # -- checks -------------------------------------------------------------------------------
 
@@ -278,6 +270,19 @@ class Handlers:
             ):
                 return dict(after)
         raise errors.PlanError(f"{model}@{semver}: the plan tests it but never loads it")
+
+
+def set_aliases(target: target_.Target, model: str, after: Mapping[str, Any]) -> None:
+    """A promote payload: set `aliases`, drop those in `clear`; what is in place is kept."""
+    registry = target.registry
+    current = (registry.refresh([model]).get(model) or state.RegistryModel(name=model)).aliases
+    for alias, semver in dict(after.get("aliases") or {}).items():
+        if current.get(alias) != semver:
+            registry.set_alias(model, alias, str(semver))
+    for alias in after.get("clear") or []:
+        if alias in current:
+            registry.delete_alias(model, str(alias))
+    target.record_applied(model)
 
 
 def _same(live: state.RuntimeModel, weights: Mapping[str, int], shadow: Any) -> bool:

@@ -120,13 +120,13 @@ def roll_back(
     state_dir = target.ws.ensure_state_dir()
     with lock.acquire(state_dir, operation=f"rollback {model}", timeout=lock_timeout):
         run = open_run(journal.Journal.current(state_dir))
-        canary, stable = _candidate(target, model)
         reason = f"rolled back by {who()}"
+        chosen = _in_run(run, model, reason) or _from_live(target, model, reason)
         if run is None:
             run = journal.Journal.create(state_dir, _empty_plan(target), f"rollback {model}")
         hooks = _hooks(run, target, listeners)
         hooks.on_decision(model, "rollback", who())
-        result = rollback_.roll_back(target, hooks, model, canary, stable, reason)
+        result = rollback_.run(target, hooks, chosen)
         run.append(
             journal.Event.MODEL_STOPPED,
             model=model,
@@ -136,6 +136,37 @@ def roll_back(
         if _all_stopped(run):
             hooks.on_run_end(executor.Outcome.ROLLED_BACK.value)
         return result
+
+
+def _in_run(run: journal.Journal | None, model: str, reason: str) -> rollback_.Rollback | None:
+    """The plan's rollback from the step at which the open run stopped `model`'s rollout
+    (the one the reviewer approved); None when the run has no rollout of it in progress."""
+    if run is None:
+        return None
+    plan = run.plan()
+    change = plan.models.get(model)
+    if change is None or change.to_version is None:
+        return None
+    for entry in run.entries:
+        stopped = entry.event is journal.Event.MODEL_STOPPED and entry.data.get("model") == model
+        if stopped and entry.data.get("outcome") != executor.Outcome.PAUSED.value:
+            return None
+    ours = {a.id for a in plan.actions if core.Address(a.address).model == model}
+    started = [
+        e.action for e in run.entries if e.event is journal.Event.INTENT and e.action in ours
+    ]
+    if not started or started[-1] not in plan.rollback.get(model, {}):
+        return None
+    return rollback_.planned(
+        plan, model, started[-1], change.to_version, change.from_version, reason
+    )
+
+
+def _from_live(target: target_.Target, model: str, reason: str) -> rollback_.Rollback:
+    """A candidate no run describes: found in the registry or the routing table, undone by
+    the planner's own `undo` over live state."""
+    canary, stable = _candidate(target, model)
+    return rollback_.from_live(target, model, canary, stable, reason)
 
 
 def _candidate(target: target_.Target, model: str) -> tuple[str, str | None]:

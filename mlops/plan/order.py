@@ -2,7 +2,9 @@
 
 `Sequence` numbers actions, chains each to the previous one, and tracks what a failure at
 that point would have to undo (traffic, a loaded version, the canary alias), so every action
-after which a gate can fail carries its precomputed rollback.
+of a rollout carries the rollback that apply runs if the rollout stops there (a failed check
+or gate, or `mlops rollback`). `undo` is the one function that computes a rollback: apply
+calls it too when it rolls back a candidate no plan describes.
 """
 
 from __future__ import annotations
@@ -14,14 +16,6 @@ from mlops.core import Address
 from mlops.plan import payloads
 from mlops.plan import types as t
 from mlops.spec import models as spec
-
-# Kinds after which apply may stop and roll back (a failed check or gate).
-_CAN_FAIL = (
-    t.ActionKind.CONFORMANCE_TEST,
-    t.ActionKind.LOAD,
-    t.ActionKind.SET_TRAFFIC,
-    t.ActionKind.CHECKPOINT_GATE,
-)
 
 
 @dataclass
@@ -63,7 +57,9 @@ class Sequence:
         )
         self.actions.append(action)
         self._track(action)
-        if self.guarded and self.candidate and kind in _CAN_FAIL:
+        # Any step can be where the rollout stops (a check or gate fails, a person rolls it
+        # back): each one carries what undoes it from there.
+        if self.guarded and self.candidate:
             undo = self.undo(action.id)
             if undo:
                 self.rollback[action.id] = undo
@@ -71,7 +67,8 @@ class Sequence:
 
     def _track(self, action: t.Action) -> None:
         after = action.after or {}
-        if action.kind is t.ActionKind.LOAD and after.get("semver") == self.candidate:
+        loads = (t.ActionKind.LOAD, t.ActionKind.CONFORMANCE_TEST)  # the test runs it loaded
+        if action.kind in loads and after.get("semver") == self.candidate:
             self.loaded_candidate = True
         elif action.kind is t.ActionKind.SET_TRAFFIC:
             shadow = after.get("shadow") or {}
@@ -85,55 +82,79 @@ class Sequence:
                 self.guarded = False
 
     def undo(self, anchor: str) -> list[t.Action]:
-        """Weight back to stable first, then unload the candidate, then re-point aliases.
-
-        Apply marks the candidate rejected itself, with the gate values that failed.
-        """
+        """The rollback if the rollout stops at `anchor` (see `undo`)."""
         assert self.candidate is not None
-        steps: list[tuple[t.ActionKind, str, t.ChangeSymbol, dict[str, Any]]] = []
-        if self.touched_traffic and self.stable:
-            steps.append(
-                (
-                    t.ActionKind.SET_TRAFFIC,
-                    Address.traffic(self.name),
-                    t.ChangeSymbol.UPDATE,
-                    {"weights": {self.stable: 100}, "shadow": None},
-                )
+        return undo(
+            self.name,
+            self.candidate,
+            self.stable,
+            traffic=self.touched_traffic,
+            loaded=self.loaded_candidate,
+            canary_alias=self.canary_alias,
+            anchor=anchor,
+        )
+
+
+def undo(
+    name: str,
+    candidate: str,
+    stable: str | None,
+    *,
+    traffic: bool,
+    loaded: bool,
+    canary_alias: bool,
+    anchor: str,
+    reason: str | None = None,
+) -> list[t.Action]:
+    """Undo a candidate: weight back to stable first, then unload it, then re-point aliases.
+
+    `traffic`, `loaded`, `canary_alias`: what there is to undo. Apply marks the candidate
+    rejected itself, with the gate values that failed (or not, when metrics failed)."""
+    steps: list[tuple[t.ActionKind, str, t.ChangeSymbol, dict[str, Any]]] = []
+    if traffic:
+        # Without a stable version (a first deployment) the model goes back to serving nothing.
+        steps.append(
+            (
+                t.ActionKind.SET_TRAFFIC,
+                Address.traffic(name),
+                t.ChangeSymbol.UPDATE,
+                {"weights": {stable: 100} if stable else {}, "shadow": None},
             )
-        if self.loaded_candidate:
-            steps.append(
-                (
-                    t.ActionKind.RETIRE,
-                    Address.version(self.name, self.candidate),
-                    t.ChangeSymbol.DELETE,
-                    {"semver": self.candidate, "after_seconds": 0.0},
-                )
+        )
+    if loaded:
+        steps.append(
+            (
+                t.ActionKind.RETIRE,
+                Address.version(name, candidate),
+                t.ChangeSymbol.DELETE,
+                {"semver": candidate, "after_seconds": 0.0},
             )
-        if self.canary_alias:
-            aliases = {"stable": self.stable} if self.stable else {}
-            steps.append(
-                (
-                    t.ActionKind.PROMOTE,
-                    Address.deployment(self.name),
-                    t.ChangeSymbol.UPDATE,
-                    {"aliases": aliases, "clear": ["canary"]},
-                )
+        )
+    if canary_alias:
+        aliases = {"stable": stable} if stable else {}
+        steps.append(
+            (
+                t.ActionKind.PROMOTE,
+                Address.deployment(name),
+                t.ChangeSymbol.UPDATE,
+                {"aliases": aliases, "clear": ["canary"]},
             )
-        undo: list[t.Action] = []
-        suffix = anchor.rsplit("/", 1)[-1].split("-", 1)[0]
-        for index, (kind, address, symbol, after) in enumerate(steps, start=1):
-            undo.append(
-                t.Action(
-                    id=f"{self.name}/rollback-{suffix}-{index}-{kind}",
-                    address=address,
-                    kind=kind,
-                    symbol=symbol,
-                    after=after,
-                    reason=f"roll back {self.candidate} if {anchor} fails",
-                    depends_on=[undo[-1].id] if undo else [],
-                )
+        )
+    actions: list[t.Action] = []
+    suffix = anchor.rsplit("/", 1)[-1].split("-", 1)[0]
+    for index, (kind, address, symbol, after) in enumerate(steps, start=1):
+        actions.append(
+            t.Action(
+                id=f"{name}/rollback-{suffix}-{index}-{kind}",
+                address=address,
+                kind=kind,
+                symbol=symbol,
+                after=after,
+                reason=reason or f"roll back {candidate} if {anchor} fails",
+                depends_on=[actions[-1].id] if actions else [],
             )
-        return undo
+        )
+    return actions
 
 
 def traffic(stable: str | None, candidate: str, weight: int) -> dict[str, int]:

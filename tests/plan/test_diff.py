@@ -371,8 +371,14 @@ def test_rollback_is_precomputed_for_every_risky_step() -> None:
     assert undo[1].after == {"semver": "1.1.0", "after_seconds": 0.0}
     assert undo[2].after == {"aliases": {"stable": "1.0.0"}, "clear": ["canary"]}
     conformance = next(a.id for a in plan.actions if a.kind is t.ActionKind.CONFORMANCE_TEST)
-    # Nothing was loaded or routed yet at the conformance test: nothing to undo.
-    assert conformance not in rollback
+    # The conformance test runs the candidate loaded, with no traffic: it is unloaded again.
+    assert [(a.kind, a.after) for a in rollback[conformance]] == [
+        ("retire", {"semver": "1.1.0", "after_seconds": 0.0})
+    ]
+    # Every step of the rollout up to the promotion carries its rollback.
+    stop = next(a.id for a in plan.actions if (a.after or {}).get("aliases", {}).get("stable"))
+    steps = [a.id for a in plan.actions]
+    assert set(steps[steps.index(conformance) : steps.index(stop)]) <= set(rollback)
     promote = [a.id for a in plan.actions if a.kind is t.ActionKind.PROMOTE][-1]
     assert promote not in rollback
 
