@@ -34,7 +34,9 @@ def wait_for_gate_round(ws: E2EWorkspace, process: object, timeout: float = 120)
     record = ws.root / ".mlops" / "rollouts" / f"{NAME}.json"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if record.is_file() and (json.loads(record.read_text()).get("gates") or []):
+        current = json.loads(record.read_text()) if record.is_file() else {}
+        # Rounds of this run (the record keeps some of earlier runs for context).
+        if any(g.get("run_id") == current.get("run_id") for g in current.get("gates") or []):
             return
         assert process.poll() is None, process.stdout.read()  # type: ignore[attr-defined]
         time.sleep(0.1)
