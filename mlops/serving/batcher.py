@@ -236,7 +236,9 @@ class Batcher:
         of another size did too (so the match is not a constant first dimension)."""
         if not self._learn(outputs, rows):
             return False
-        return any(n != rows for n in self._matched_rows)
+        # `rows` is in the set now; one other size makes two (len() is atomic, unlike
+        # iterating a set another pool thread may be adding to).
+        return len(self._matched_rows) > 1
 
     def _run(self, items: list[_Item]) -> list[Result]:
         """Runs in the thread pool: one merged run, split back by rows."""
