@@ -169,6 +169,7 @@ def plan(
 
     from mlops import gcpause
     from mlops import workspace as ws_mod
+    from mlops.apply import journal
     from mlops.plan import diff
     from mlops.providers import factory
     from mlops.spec import load
@@ -192,7 +193,9 @@ def plan(
         )
     # Explicit workspace choices (e.g. serve.host off loopback) are reported with the plan.
     warnings = [*ws.warnings, *made.warnings]
-    return made.model_copy(update={"refreshed": names, "warnings": warnings})
+    # A rollback that began and did not finish comes first: no plan may undo it.
+    problems = [*made.errors, *journal.unfinished_rollbacks(ws.state_dir)]
+    return made.model_copy(update={"refreshed": names, "warnings": warnings, "errors": problems})
 
 
 def save_plan(plan: Plan, out: str | Path, workspace: str | None = None) -> Path:

@@ -5,6 +5,7 @@ against live state, so re-running an action that already took effect is a no-op;
 after a crash skips what the journal records as done and re-runs the step that was in
 flight. A checkpoint that fails rolls its model back (the plan's own rollback for that
 step) and the rest of that model's actions are skipped; other models in the plan carry on.
+A rollback that a crash interrupted is finished first when the run resumes.
 """
 
 from __future__ import annotations
@@ -60,8 +61,9 @@ class Executor:
         """Run every action not yet done. `passed`: checkpoint ids a human declared passed.
         `only`: resume just this model (others that are paused stay paused)."""
         self.hooks.on_run_start(self.run.run_id, self.plan, resumed)
-        done = self.run.completed()
         blocked = self._blocked_from_journal(only)
+        blocked.update(self.finish_rollbacks())
+        done = self.run.completed()
         pending = [a for a in self.plan.actions if a.id not in done]
         if any(a.kind is t.ActionKind.CHECKPOINT_GATE for a in pending) and (
             self.target.runtime.reachable()
@@ -89,6 +91,12 @@ class Executor:
             self.hooks.on_action_start(action)
             try:
                 outcome = self._one(action, passed)
+            except rollback_.RollbackIncomplete as exc:
+                self.hooks.on_action_end(action, "failed", exc.message)
+                raise errors.MlopsError(
+                    f"{action.id}: {exc.message} (run {self.run.run_id})",
+                    exit_code=exc.exit_code,
+                ) from exc
             except errors.MlopsError as exc:
                 self.hooks.on_action_end(action, "failed", exc.message)
                 raise errors.MlopsError(
@@ -159,10 +167,27 @@ class Executor:
         planned = rollback_.planned(
             self.plan, model, action.id, canary, stable, reason, reject=reject
         )
-        done = rollback_.run(self.target, self.hooks, planned)
+        done = rollback_.run(self.target, self.hooks, planned, run_journal=self.run)
         self.hooks.on_action_end(action, "skipped", "rolled back: " + reason)
         self.result.reasons[model] = reason
         return done
+
+    def finish_rollbacks(self) -> dict[str, Outcome]:
+        """Finish every rollback this run began and a crash interrupted (a begun rollback
+        always finishes before anything else runs); their models stop here."""
+        stopped: dict[str, Outcome] = {}
+        for entry in self.run.unfinished_rollbacks():
+            begun = rollback_.Rollback.from_entry(entry)
+            try:
+                rollback_.run(self.target, self.hooks, begun, run_journal=self.run)
+            except rollback_.RollbackIncomplete as exc:
+                raise errors.MlopsError(
+                    f"{exc.message} (run {self.run.run_id})", exit_code=exc.exit_code
+                ) from exc
+            outcome = Outcome.ROLLED_BACK if begun.reject else Outcome.ABORTED
+            self._stop(begun.model, outcome, begun.reason)
+            stopped[begun.model] = outcome
+        return stopped
 
     def _stop(self, model: str, outcome: Outcome, reason: str) -> None:
         self.run.append(
@@ -174,6 +199,11 @@ class Executor:
         """Models this run rolled back stay stopped. Paused ones resume on a plain re-run, or
         when they are the one `promote` names."""
         blocked: dict[str, Outcome] = {}
+        for model, (begun, ended) in self.run.rollbacks().items():
+            if ended:  # finished, but the run died before it recorded the model as stopped
+                reject = bool(begun.data.get("reject", True))
+                blocked[model] = Outcome.ROLLED_BACK if reject else Outcome.ABORTED
+                self.result.reasons[model] = str(begun.data.get("reason", ""))
         for entry in self.run.entries:
             if entry.event is journal.Event.MODEL_STOPPED:
                 model, outcome = str(entry.data["model"]), Outcome(entry.data["outcome"])

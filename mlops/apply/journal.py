@@ -37,6 +37,11 @@ class Event(StrEnum):
     DECISION = "decision"  # a human decision (promote/rollback) recorded for the audit trail
     PAUSED = "paused"
     ROLLED_BACK = "rolled_back"
+    # A rollback began: its steps, canary, reason and reject flag (everything needed to finish
+    # it), written before its first step. ROLLBACK_DONE closes it; a run that has one without
+    # the other finishes it before anything else.
+    ROLLBACK = "rollback"
+    ROLLBACK_DONE = "rollback_done"
     MODEL_STOPPED = "model_stopped"  # a model's remaining actions will not run (outcome, reason)
     NOTE = "note"
     RUN_END = "run_end"
@@ -145,6 +150,22 @@ class Journal:
                 return entry
         return None
 
+    def rollbacks(self) -> dict[str, tuple[Entry, bool]]:
+        """Per model, the rollback this run began (its ROLLBACK entry) and whether it ended."""
+        found: dict[str, tuple[Entry, bool]] = {}
+        for entry in self._entries:
+            model = str(entry.data.get("model"))
+            if entry.event is Event.ROLLBACK:
+                found[model] = (entry, False)
+            elif entry.event is Event.ROLLBACK_DONE and model in found:
+                found[model] = (found[model][0], True)
+        return found
+
+    def unfinished_rollbacks(self) -> list[Entry]:
+        if self.finished:
+            return []
+        return [entry for entry, ended in self.rollbacks().values() if not ended]
+
     @property
     def plan_digest(self) -> str:
         start = self._entries[0] if self._entries else None
@@ -209,6 +230,20 @@ def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     """Shared by the status recorder: readers never see a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(path, json.dumps(payload, indent=1, default=str))
+
+
+def unfinished_rollbacks(state_dir: Path) -> list[str]:
+    """One line per rollback the workspace's open run began and did not finish: nothing else
+    may change that model before it is finished."""
+    run = Journal.current(state_dir)
+    if run is None:
+        return []
+    return [
+        f"{entry.data.get('model')}: the rollback of {entry.data.get('canary')} begun by run "
+        f"{run.run_id} did not finish: re-run that apply, or `mlops rollback "
+        f"{entry.data.get('model')}`, to finish it before planning this model again"
+        for entry in run.unfinished_rollbacks()
+    ]
 
 
 def iter_runs(state_dir: Path) -> Iterator[str]:

@@ -7,16 +7,21 @@ fed with live state. Order matters: the candidate's weight goes to 0 first, conf
 every replica and recorded where a restarted runtime reads it (`rollback=True`), before it
 is unloaded, so no request is ever routed to a version that is going away; then the aliases;
 then the version is marked rejected (not when the metrics backend failed: it was not judged).
-Every step is idempotent, so running the rollback again finishes an interrupted one.
+
+The rollback is journaled before its first step, and each step as it completes: a run killed
+in the middle finishes it when it runs again (the executor does that first), or with
+`mlops rollback NAME`. Steps are idempotent; a step that fails stops with what is done,
+what is not, and the runtime's own account of which replica did not confirm and what it holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from mlops import errors
-from mlops.apply import handlers
+from mlops.apply import handlers, journal
 from mlops.apply import hooks as hooks_
 from mlops.apply import target as target_
 from mlops.plan import order
@@ -25,6 +30,10 @@ from mlops.state import models as state
 
 K = t.ActionKind
 STEP_KINDS = (K.SET_TRAFFIC, K.RETIRE, K.PROMOTE)
+
+
+class RollbackIncomplete(errors.MlopsError):
+    """A step of a rollback failed for good: the message says what is done and what is not."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,36 @@ class Rollback:
     reject: bool
     anchor: str | None  # the plan action at which the rollout stopped (None: not in a plan)
     steps: tuple[t.Action, ...]
+
+    def record(self) -> dict[str, Any]:
+        """The journal entry's data: enough to finish the rollback after a crash."""
+        return {
+            "model": self.model,
+            "canary": self.canary,
+            "stable": self.stable,
+            "reason": self.reason,
+            "reject": self.reject,
+            "anchor": self.anchor,
+            "steps": [step.model_dump(mode="json") for step in self.steps],
+        }
+
+    @classmethod
+    def from_entry(cls, entry: journal.Entry) -> Rollback:
+        data = entry.data
+        try:
+            return cls(
+                model=str(data["model"]),
+                canary=str(data["canary"]),
+                stable=None if data.get("stable") is None else str(data["stable"]),
+                reason=str(data.get("reason", "")),
+                reject=bool(data.get("reject", True)),
+                anchor=None if data.get("anchor") is None else str(data["anchor"]),
+                steps=tuple(t.Action.model_validate(step) for step in data.get("steps", [])),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise errors.MlopsError(
+                f"the journal's rollback record (entry {entry.seq}) is damaged: {exc}"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -100,21 +139,51 @@ def from_live(
     return Rollback(model, canary, stable, reason, reject, None, tuple(steps))
 
 
-def run(target: target_.Target, hooks: hooks_.Hook, rollback: Rollback) -> RollbackResult:
-    """Run `rollback`: its steps in order, then the rejection."""
+def run(
+    target: target_.Target,
+    hooks: hooks_.Hook,
+    rollback: Rollback,
+    *,
+    run_journal: journal.Journal | None = None,
+) -> RollbackResult:
+    """Run (or finish) `rollback`. Raises RollbackIncomplete when a step fails."""
     model, canary = rollback.model, rollback.canary
+    resumed = run_journal is not None and model in run_journal.rollbacks()
+    if run_journal is not None and not resumed:
+        run_journal.append(journal.Event.ROLLBACK, rollback.anchor, **rollback.record())
     hooks.on_rollback(model, canary, rollback.reason)
+    if resumed:
+        hooks.on_message(f"{model}: finishing the rollback of {canary} begun earlier")
+    done = set(run_journal.completed()) if run_journal is not None else set()
     weights: dict[str, int] = {}
     generation = 0
     for step in rollback.steps:
+        if step.id in done:
+            continue
         if step.kind not in STEP_KINDS:
             raise errors.PlanError(f"{step.id}: a rollback cannot {step.kind}")
-        moved = _step(target, hooks, model, step)
+        if run_journal is not None:
+            run_journal.append(journal.Event.INTENT, step.id, kind=step.kind.value)
+        try:
+            moved = _step(target, hooks, model, step)
+        except errors.MlopsError as exc:
+            raise RollbackIncomplete(_incomplete(rollback, step, exc, done)) from exc
         if moved is not None:
             weights, generation = moved
+        if run_journal is not None:
+            run_journal.append(journal.Event.DONE, step.id, outcome="done")
+        done.add(step.id)
     if rollback.reject:
-        target.registry.mark_rejected(model, canary, rollback.reason)
+        try:
+            target.registry.mark_rejected(model, canary, rollback.reason)
+        except errors.MlopsError as exc:
+            raise RollbackIncomplete(
+                f"rollback of {model} {canary}: every step is done but marking it rejected "
+                f"failed: {exc.message}; re-run to finish"
+            ) from exc
     target.record_applied(model)
+    if run_journal is not None:
+        run_journal.append(journal.Event.ROLLBACK_DONE, rollback.anchor, model=model)
     return RollbackResult(
         model,
         canary,
@@ -175,6 +244,28 @@ def _step(
         return None
     handlers.set_aliases(target, model, after)
     return None
+
+
+def _incomplete(
+    rollback: Rollback, failed: t.Action, exc: errors.MlopsError, done: Collection[str]
+) -> str:
+    finished = [s for s in rollback.steps if s.id in done]
+    left = [s for s in rollback.steps if s.id not in done and s.id != failed.id]
+    text = (
+        f"the rollback of {rollback.model} {rollback.canary} did not finish: "
+        f"{_what(failed)} failed: {exc.message}. "
+        f"Done: {_steps(finished)}; not done: {_steps([failed, *left])}"
+    )
+    if rollback.reject:
+        text += f"; {rollback.canary} is not marked rejected yet"
+    return text + (
+        f". Re-run the same apply, or `mlops rollback {rollback.model}`, to finish it "
+        "(it is journaled)"
+    )
+
+
+def _steps(steps: list[t.Action]) -> str:
+    return "; ".join(_what(s) for s in steps) or "nothing"
 
 
 def _what(step: t.Action) -> str:

@@ -60,6 +60,12 @@ def apply_plan(
             # every action checks live state itself before acting.
             run = current
         else:
+            if current is not None and current.unfinished_rollbacks():
+                # A begun rollback finishes before anything else changes (the plan is then
+                # usually stale: the rollback moved live state).
+                executor.Executor(
+                    target, current.plan(), current, _hooks(current, target, listeners)
+                ).finish_rollbacks()
             planfile.check_fresh(plan, live())  # raises "plan is stale" before any change
             if not plan.actions:
                 return executor.Result(run_id="", outcome=executor.Outcome.APPLIED)
@@ -120,13 +126,19 @@ def roll_back(
     state_dir = target.ws.ensure_state_dir()
     with lock.acquire(state_dir, operation=f"rollback {model}", timeout=lock_timeout):
         run = open_run(journal.Journal.current(state_dir))
-        reason = f"rolled back by {who()}"
-        chosen = _in_run(run, model, reason) or _from_live(target, model, reason)
+        begun = run.rollbacks().get(model) if run is not None else None
+        if run is not None and begun is not None and not begun[1]:
+            # A rollback of this model began and was interrupted: finish that one.
+            chosen = rollback_.Rollback.from_entry(begun[0])
+        else:
+            reason = f"rolled back by {who()}"
+            chosen = _in_run(run, model, reason) or _from_live(target, model, reason)
+        reason = chosen.reason
         if run is None:
             run = journal.Journal.create(state_dir, _empty_plan(target), f"rollback {model}")
         hooks = _hooks(run, target, listeners)
         hooks.on_decision(model, "rollback", who())
-        result = rollback_.run(target, hooks, chosen)
+        result = rollback_.run(target, hooks, chosen, run_journal=run)
         run.append(
             journal.Event.MODEL_STOPPED,
             model=model,

@@ -162,6 +162,16 @@ def snapshot(target: target_.Target, model: str) -> dict[str, Any]:
     }
 
 
+def executed(run: journal.Journal, model: str) -> list[t.Action]:
+    """The steps of the rollback the run journaled for `model`."""
+    entry, ended = run.rollbacks()[model]
+    assert ended, "the rollback did not finish"
+    done = run.completed()
+    steps = [t.Action.model_validate(raw) for raw in entry.data["steps"]]
+    assert all(step.id in done for step in steps)
+    return steps
+
+
 def check_walk(walk: Walk, plan: t.Plan) -> int:
     """Stop each model's rollout at each of its steps in turn; compare. Returns the number
     of rollbacks that had something to undo."""
@@ -212,8 +222,9 @@ def stop_at(
     expected = plan.rollback.get(model, {}).get(at.id, [])
     steps = list(result.steps)
     where = f"stopped at {at.id}"
-    # Apply ran the plan's steps for that step, in order, nothing more.
+    # Apply ran the plan's steps for that step, in order, nothing more, and journaled them.
     assert steps == expected, where
+    assert executed(run, model) == expected, where
     assert describe.rollback(steps) == describe.rollback(expected), where
     kinds = {step.kind: step.after or {} for step in steps}
     if K.SET_TRAFFIC in kinds:
