@@ -174,6 +174,7 @@ def run(config: ServeConfig, index: int) -> None:
     # underneath, that ends in a clean return (exit 0) instead of death by signal.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     signal.signal(signal.SIGINT, lambda signum, frame: None)
+    protocol.tune_gc()  # after every import: the start-up heap is never walked again
     uvloop.run(_serve(config, index))
     _leave_stuck_threads(EXIT_GRACE_SECONDS)
 
