@@ -5,7 +5,8 @@ against live state, so re-running an action that already took effect is a no-op;
 after a crash skips what the journal records as done and re-runs the step that was in
 flight. A checkpoint that fails rolls its model back (the plan's own rollback for that
 step) and the rest of that model's actions are skipped; other models in the plan carry on.
-A rollback that a crash interrupted is finished first when the run resumes.
+A rollback that a crash interrupted is finished first when the run resumes. Transient
+provider errors are retried here, by one policy (`apply.retry`), and nowhere else.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from mlops import core, errors
-from mlops.apply import checkpoints, handlers, journal
+from mlops.apply import checkpoints, handlers, journal, retry
 from mlops.apply import hooks as hooks_
 from mlops.apply import rollback as rollback_
 from mlops.apply import target as target_
@@ -47,12 +48,14 @@ class Executor:
         hooks: hooks_.Hook,
         *,
         sleep: Callable[[float], None] | None = None,
+        policy: retry.Policy | None = None,
     ) -> None:
         self.target = target
         self.plan = plan
         self.run = run
         self.hooks = hooks
         self.handlers = handlers.Handlers(target, plan, run, hooks, sleep=sleep)
+        self.retry = policy or (retry.Policy(sleep=sleep) if sleep else retry.Policy())
         self.result = Result(run.run_id)
 
     def execute(
@@ -127,7 +130,7 @@ class Executor:
         model = core.Address(action.address).model
         if action.kind is not t.ActionKind.CHECKPOINT_GATE:
             try:
-                self.handlers.dispatch(action)
+                self.retry.call(lambda: self.handlers.dispatch(action), action.id, self.hooks)
             except handlers.Rejected as refused:
                 # A failed check before traffic: the version never receives any.
                 self.roll_back_at(action, refused.semver, refused.stable, refused.reason)
@@ -137,7 +140,7 @@ class Executor:
         if action.id in passed:
             self.hooks.on_decision(model, f"checkpoint {action.id} passed", handlers.who())
             return None
-        self.handlers.check_live_weight(point)
+        self.retry.call(lambda: self.handlers.check_live_weight(point), action.id, self.hooks)
         result = checkpoints.hold(
             point, self.target.metrics(), self.hooks, sleep=self.handlers.sleep
         )
@@ -167,7 +170,9 @@ class Executor:
         planned = rollback_.planned(
             self.plan, model, action.id, canary, stable, reason, reject=reject
         )
-        done = rollback_.run(self.target, self.hooks, planned, run_journal=self.run)
+        done = rollback_.run(
+            self.target, self.hooks, planned, run_journal=self.run, policy=self.retry
+        )
         self.hooks.on_action_end(action, "skipped", "rolled back: " + reason)
         self.result.reasons[model] = reason
         return done
@@ -179,7 +184,9 @@ class Executor:
         for entry in self.run.unfinished_rollbacks():
             begun = rollback_.Rollback.from_entry(entry)
             try:
-                rollback_.run(self.target, self.hooks, begun, run_journal=self.run)
+                rollback_.run(
+                    self.target, self.hooks, begun, run_journal=self.run, policy=self.retry
+                )
             except rollback_.RollbackIncomplete as exc:
                 raise errors.MlopsError(
                     f"{exc.message} (run {self.run.run_id})", exit_code=exc.exit_code

@@ -158,13 +158,9 @@ class Handlers:
         weights = {str(v): int(w) for v, w in dict(after["weights"]).items()}
         raw = after.get("shadow")
         shadow = state.ShadowRoute.model_validate(raw) if raw else None
-        runtime = self.target.runtime
-        live = runtime.refresh([model]).get(model) if runtime.reachable() else None
-        if live is not None and _same(live, weights, shadow):
-            self.hooks.on_weight(model, weights, live.generation)
-            self.target.record_applied(model)
-            return
-        generation = runtime.set_traffic(model, weights, shadow)
+        # The runtime compares replica by replica and changes nothing when every one of them
+        # already holds this table (a merged view would hide a replica that missed it).
+        generation = self.target.runtime.set_traffic(model, weights, shadow)
         self.hooks.on_weight(model, weights, generation)
         self.target.record_applied(model)
 
@@ -283,12 +279,6 @@ def set_aliases(target: target_.Target, model: str, after: Mapping[str, Any]) ->
         if alias in current:
             registry.delete_alias(model, str(alias))
     target.record_applied(model)
-
-
-def _same(live: state.RuntimeModel, weights: Mapping[str, int], shadow: Any) -> bool:
-    serving = {v: w for v, w in live.weights.items() if w > 0}
-    wanted = {v: w for v, w in weights.items() if w > 0}
-    return serving == wanted and live.shadow == shadow
 
 
 def _sha256(path: Path) -> str:

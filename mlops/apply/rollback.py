@@ -10,18 +10,20 @@ then the version is marked rejected (not when the metrics backend failed: it was
 
 The rollback is journaled before its first step, and each step as it completes: a run killed
 in the middle finishes it when it runs again (the executor does that first), or with
-`mlops rollback NAME`. Steps are idempotent; a step that fails stops with what is done,
-what is not, and the runtime's own account of which replica did not confirm and what it holds.
+`mlops rollback NAME`. Steps are idempotent; transient errors are retried by the one policy
+of `apply.retry`; a step that still fails stops with what is done, what is not, and the
+runtime's own account of which replica did not confirm and what it holds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from mlops import errors
-from mlops.apply import handlers, journal
+from mlops.apply import handlers, journal, retry
 from mlops.apply import hooks as hooks_
 from mlops.apply import target as target_
 from mlops.plan import order
@@ -145,8 +147,10 @@ def run(
     rollback: Rollback,
     *,
     run_journal: journal.Journal | None = None,
+    policy: retry.Policy | None = None,
 ) -> RollbackResult:
-    """Run (or finish) `rollback`. Raises RollbackIncomplete when a step fails."""
+    """Run (or finish) `rollback`. Raises RollbackIncomplete when a step fails for good."""
+    policy = policy or retry.Policy()
     model, canary = rollback.model, rollback.canary
     resumed = run_journal is not None and model in run_journal.rollbacks()
     if run_journal is not None and not resumed:
@@ -165,7 +169,7 @@ def run(
         if run_journal is not None:
             run_journal.append(journal.Event.INTENT, step.id, kind=step.kind.value)
         try:
-            moved = _step(target, hooks, model, step)
+            moved = policy.call(partial(_step, target, hooks, model, step), step.id, hooks)
         except errors.MlopsError as exc:
             raise RollbackIncomplete(_incomplete(rollback, step, exc, done)) from exc
         if moved is not None:
@@ -175,13 +179,17 @@ def run(
         done.add(step.id)
     if rollback.reject:
         try:
-            target.registry.mark_rejected(model, canary, rollback.reason)
+            policy.call(
+                lambda: target.registry.mark_rejected(model, canary, rollback.reason),
+                f"{model}: reject {canary}",
+                hooks,
+            )
         except errors.MlopsError as exc:
             raise RollbackIncomplete(
                 f"rollback of {model} {canary}: every step is done but marking it rejected "
                 f"failed: {exc.message}; re-run to finish"
             ) from exc
-    target.record_applied(model)
+    policy.call(lambda: target.record_applied(model), f"{model}: record", hooks)
     if run_journal is not None:
         run_journal.append(journal.Event.ROLLBACK_DONE, rollback.anchor, model=model)
     return RollbackResult(
