@@ -99,7 +99,8 @@ def _paused(pid: int) -> Iterator[None]:
     try:
         yield
     finally:
-        os.kill(pid, signal.SIGCONT)
+        with contextlib.suppress(ProcessLookupError):  # a test may have killed it
+            os.kill(pid, signal.SIGCONT)
 
 
 def _decoder_pid(engine: EngineThread) -> int:
