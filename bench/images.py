@@ -199,11 +199,10 @@ def report(rows: dict[str, Any]) -> None:
     ratio = rows["lean_bytes"] / rows["naive_bytes"]
     mib = 1 << 20
     lines = [
-        "# Lean model images (bench/images.py)",
+        f"## podman storage driver: {rows['driver']}",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores; podman storage driver: "
-        f"{rows['driver']}; base: offline Debian minbase + python3 "
-        f"({rows['base_bytes'] / mib:.0f} MiB).",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared with other work); base: "
+        f"offline Debian minbase + python3 ({rows['base_bytes'] / mib:.0f} MiB).",
         "",
         "| measure | value | goal |",
         "| --- | --- | --- |",
@@ -225,7 +224,14 @@ def report(rows: dict[str, Any]) -> None:
     text = "\n".join(lines)
     print(text)
     print(json.dumps(rows, indent=2, default=str))
-    RESULTS.write_text(text)
+    # One section per storage driver; a run replaces its own.
+    sections = {}
+    if RESULTS.is_file():
+        for part in RESULTS.read_text().split("\n## ")[1:]:
+            sections[part.split("\n", 1)[0]] = "## " + part.rstrip() + "\n"
+    sections[lines[0][3:]] = text
+    header = "# Lean model images (`python bench/images.py [--driver vfs]`)\n"
+    RESULTS.write_text(header + "\n" + "\n".join(sections[k] for k in sorted(sections)))
 
 
 if __name__ == "__main__":
