@@ -35,7 +35,7 @@ def shadow_rounds(model: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def version_row(model: dict[str, Any], semver: str) -> dict[str, Any]:
-    rows = [r for r in model["versions"] if r["semver"] == semver]
+    rows: list[dict[str, Any]] = [r for r in model["versions"] if r["semver"] == semver]
     assert rows, f"{semver} not in {model['versions']}"
     return rows[0]
 
