@@ -148,6 +148,19 @@ class VersionSettings:
     sha256: str | None = None
 
 
+def _looks_like_classifier(first: TensorSpec) -> bool:
+    # Scores per class (2-D), or one integer label per row (skl2onnx classifiers put `label`
+    # first): either way agreement means the same class, not bit-close floats.
+    if len(first.shape) == 2:
+        return True
+    return len(first.shape) == 1 and first.datatype in _LABEL_DTYPES
+
+
+_LABEL_DTYPES = frozenset(
+    {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "BOOL"}
+)
+
+
 def parse(raw: Any) -> VersionSettings:
     """Validate a settings object; every problem is a one-line BadRequest."""
     try:
@@ -158,7 +171,7 @@ def parse(raw: Any) -> VersionSettings:
     outputs = tuple(t.spec() for t in doc.signature.outputs)
     classification = doc.classification
     if classification is None:
-        classification = len(outputs[0].shape) == 2
+        classification = _looks_like_classifier(outputs[0])
     return VersionSettings(
         inputs, outputs, doc.batching, doc.warmup.requests, classification, raw, doc.sha256
     )
