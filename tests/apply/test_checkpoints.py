@@ -8,7 +8,7 @@ import pytest
 
 from mlops.apply import checkpoints, hooks
 from mlops.gates import evaluate as gates
-from mlops.providers.base import Sample
+from mlops.providers.base import Sample, Traffic
 from mlops.spec import models as spec
 
 AFTER = {
@@ -45,7 +45,14 @@ class Scripted:
         self.canary = canary
         self.calls: list[tuple[str, str]] = []
 
-    def sample(self, model: str, version: str, gate: spec.Gate, window_seconds: float) -> Sample:
+    def sample(
+        self,
+        model: str,
+        version: str,
+        gate: spec.Gate,
+        window_seconds: float,
+        traffic: Traffic = "routed",
+    ) -> Sample:
         self.calls.append((version, gate.label))
         if version == "1.0.0":
             return Sample(10.0, 500.0)

@@ -46,7 +46,7 @@ def _plan(*actions: t.Action) -> t.Plan:
 
 
 def test_deployment_is_rebuilt_from_the_plan_payloads() -> None:
-    register = {
+    register: dict[str, object] = {
         "semver": "1.1.0",
         "artifact": "models/m.onnx",
         "sha256": None,
@@ -79,7 +79,12 @@ def test_deployment_is_rebuilt_from_the_plan_payloads() -> None:
 
 
 def test_a_plan_without_signature_cannot_register() -> None:
-    register = {"semver": "1.1.0", "artifact": "models/m.onnx", "sha256": None, "validation": None}
+    register: dict[str, object] = {
+        "semver": "1.1.0",
+        "artifact": "models/m.onnx",
+        "sha256": None,
+        "validation": None,
+    }
     with pytest.raises(errors.PlanError, match="signature and baseline"):
         rebuild.deployment_for(
             _plan(_action(t.ActionKind.REGISTER, register)), "m", "1.1.0", register

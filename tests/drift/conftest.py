@@ -87,6 +87,7 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "specs" / f"{NAME}.yaml").write_text(spec_text(command))
     ws = ws_module.open_workspace(root)
     (item,) = load.load_specs([root / "specs"], root)
+    assert item.artifact_path is not None  # a file in the workspace, not a models:/ URI
     registry = factory.registry(ws)
     registry.register(item.deployment, item.artifact_path, item.validation_path)
     registry.set_alias(NAME, "stable", VERSION)

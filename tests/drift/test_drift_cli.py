@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.drift.conftest import FEATURES, NAME, VERSION, Runner, live, snapshot
+from tests.drift.conftest import FEATURES, NAME, VERSION, live, snapshot
+from tests.support import Runner
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -13,6 +13,7 @@ import pytest
 
 from mlops.serving import settings as settings_mod
 from mlops.serving import shadow
+from mlops.serving.batcher import Outputs
 
 
 def _settings(first: dict[str, Any], classification: bool | None = None) -> dict[str, Any]:
@@ -50,8 +51,11 @@ def test_retrained_classifier_agrees_on_labels() -> None:
     label = {"name": "label", "dtype": "INT64", "shape": [-1]}
     parsed = settings_mod.parse(_settings(label))
     labels = np.array([0, 1, 1, 0], dtype=np.int64)
-    old = [labels, np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.7, 0.3]], np.float32)]
-    new = [labels.copy(), np.array([[0.8, 0.2], [0.3, 0.7], [0.45, 0.55], [0.6, 0.4]], np.float32)]
+    old: Outputs = [labels, np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.7, 0.3]], np.float32)]
+    new: Outputs = [
+        labels.copy(),
+        np.array([[0.8, 0.2], [0.3, 0.7], [0.45, 0.55], [0.6, 0.4]], np.float32),
+    ]
     assert shadow.agree(old, new, parsed.classification)
-    flipped = [np.array([0, 1, 0, 0], dtype=np.int64), new[1]]
+    flipped: Outputs = [np.array([0, 1, 0, 0], dtype=np.int64), new[1]]
     assert not shadow.agree(old, flipped, parsed.classification)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.spec.conftest import GOOD, Runner, good, snapshot
+from tests.spec.conftest import GOOD, good, snapshot
+from tests.support import Runner
 
 SPEC = "specs/fraud-scorer.yaml"
 
@@ -41,7 +43,8 @@ class Case:
     field: str  # "" for whole-file problems
     message: str
     file: str = SPEC
-    extra: dict[str, str] = field(default_factory=dict)
+    # dataclasses.field in full: the `field` attribute above shadows the bare name here.
+    extra: dict[str, str] = dataclasses.field(default_factory=dict)
     setup: Callable[[Path], None] | None = None
     args: tuple[str, ...] = ()
 

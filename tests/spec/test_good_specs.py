@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from mlops import errors
 from mlops.spec import load
-from tests.spec.conftest import GOOD, Runner, good, snapshot
+from tests.spec.conftest import GOOD, good, snapshot
+from tests.support import Runner
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -116,7 +118,7 @@ def test_empty_workspace_config_means_defaults(tmp_path: Path) -> None:
 
 def test_spec_error_carries_every_problem(ws: Path) -> None:
     (ws / "specs" / "a.yaml").write_text(GOOD.replace("FP32", "FP23"))
-    with pytest.raises(load.errors.SpecError) as caught:
+    with pytest.raises(errors.SpecError) as caught:
         load.load_specs(["specs"], ws)
     problems = caught.value.problems
     assert len(problems) == 2

@@ -8,12 +8,14 @@ problems, so nothing a user sees depends on which parser is installed.
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from mlops.spec import safeyaml
 from tests.spec.conftest import GOOD
 from tests.spec.test_bad_specs import CASES, billion_laughs
 
-needs_libyaml = pytest.mark.skipif(safeyaml._CLoader is None, reason="PyYAML without libyaml")
+# The reader composes on yaml.CSafeLoader exactly when PyYAML was built with libyaml.
+needs_libyaml = pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML without libyaml")
 
 TRICKY = [
     GOOD,
