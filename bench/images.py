@@ -45,8 +45,10 @@ sys.path.insert(0, str(ROOT))
 
 from mlops import datasets  # noqa: E402
 from mlops.conformance import checks  # noqa: E402
-from mlops.providers import engine_client, images, onnx_artifact  # noqa: E402
+from mlops.providers import images  # noqa: E402
+from mlops.providers.engine import client as engine_client  # noqa: E402
 from mlops.providers.images import context, offline_base, registry, services  # noqa: E402
+from mlops.providers.mlflow import onnx_artifact  # noqa: E402
 
 RESULTS = HERE / "RESULTS-images.md"
 NAME = "fraud-scorer"

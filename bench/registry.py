@@ -25,9 +25,9 @@ import numpy as np
 # Run as a script: the repository root on the path for tests.support's model trainer.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mlops.providers import mlflow_reader
-from mlops.providers import mlflow_tags as tags
-from mlops.providers.mlflow_registry import MlflowRegistry
+from mlops.providers.mlflow import reader as mlflow_reader
+from mlops.providers.mlflow import tags
+from mlops.providers.mlflow.registry import MlflowRegistry
 from mlops.spec import models as spec
 from tests.support import logistic_onnx
 

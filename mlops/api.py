@@ -28,7 +28,8 @@ def registry_show(
     """One model; with `version`, only that version (aliases kept). RegistryError if absent."""
     from mlops import errors
     from mlops import workspace as ws_mod
-    from mlops.providers import factory, mlflow_tags
+    from mlops.providers import factory
+    from mlops.providers.mlflow import tags as mlflow_tags
 
     mlflow_tags.check_name(name)
     if version is not None:
@@ -401,7 +402,8 @@ def down(*, workspace: str | Path | None = None) -> dict[str, bool]:
     """Stop the local target's engine and Prometheus; which of them were running. Idempotent."""
     from mlops import errors
     from mlops import workspace as ws_mod
-    from mlops.providers import engine_process, prometheus
+    from mlops.providers.engine import process as engine_process
+    from mlops.providers.metrics import prometheus
 
     ws = ws_mod.open_workspace(workspace)
     if ws.config.target != "local":
@@ -420,7 +422,7 @@ def manifests(
 ) -> dict[str, list[dict[str, Any]]]:
     """The Kubernetes objects (and Triton config) the kubernetes target would apply, per spec."""
     from mlops import workspace as ws_mod
-    from mlops.providers import kubernetes
+    from mlops.providers.kubernetes import runtime as kubernetes
 
     ws = ws_mod.open_workspace(workspace)
     options = kubernetes.options_for(ws, engine=engine)

@@ -46,7 +46,7 @@ def command(
     model_version: int | None,
 ) -> None:
     """Print (or write) the Deployment, Service, HPA, ConfigMap and HTTPRoute of each spec."""
-    from mlops.providers import kubernetes
+    from mlops.providers.kubernetes import runtime as kubernetes
 
     run = cli.run_context(ctx)
     rendered = api.manifests(

@@ -107,7 +107,7 @@ def _check_model(
     data: Path | None,
     result: dict[str, Any],
 ) -> list[str]:
-    from mlops.providers import engine_client
+    from mlops.providers.engine import client as engine_client
 
     signature = version.signature
     dtypes = {t.name: t.dtype.value for t in signature.inputs}

@@ -9,7 +9,7 @@ from mlops.providers import base
 
 def registry(ws: ws_mod.Workspace) -> base.Registry:
     """The model registry: MLflow at `registry_uri` (default sqlite in `.mlops/`)."""
-    from mlops.providers import mlflow_registry
+    from mlops.providers.mlflow import registry as mlflow_registry
 
     ws.ensure_state_dir()
     return mlflow_registry.MlflowRegistry(ws.registry_uri, ws.artifact_root, workspace=ws.root)
@@ -20,12 +20,12 @@ def runtime(ws: ws_mod.Workspace) -> base.Runtime:
     from mlops import errors
 
     if ws.config.target == "kubernetes":
-        from mlops.providers import kubernetes
+        from mlops.providers.kubernetes import runtime as kubernetes
 
         return kubernetes.KubernetesRuntime(ws)
     if ws.config.target != "local":
         raise errors.ConfigError(f"target {ws.config.target!r} has no runtime provider yet")
-    from mlops.providers import local_runtime
+    from mlops.providers.engine import runtime as local_runtime
 
     return local_runtime.LocalRuntime(ws)
 
@@ -36,7 +36,8 @@ def metrics(ws: ws_mod.Workspace, runtime: base.Runtime) -> base.Metrics:
     Prometheus package is not installed; `builtin` scrapes the engine's /metrics directly.
     Keep one instance per apply run: the built-in scraper's series lives in the object."""
     from mlops import errors
-    from mlops.providers import builtin_metrics, prometheus
+    from mlops.providers.metrics import builtin as builtin_metrics
+    from mlops.providers.metrics import prometheus
 
     setting = ws.config.metrics
     if setting.startswith(("http://", "https://")):

@@ -253,7 +253,7 @@ class Router:
 
 def semver_key(version: str) -> tuple[int, Any]:
     """Semver order by the `semver` library, as the controller orders them
-    (`providers/runtime_view.semver_key`): 1.0.0-rc.9 < 1.0.0-rc.10 < 1.0.0. A name that is
+    (`providers/engine/view.semver_key`): 1.0.0-rc.9 < 1.0.0-rc.10 < 1.0.0. A name that is
     not a semantic version sorts before every one that is, by its text."""
     try:
         return (1, semver.Version.parse(version))

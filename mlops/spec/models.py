@@ -179,7 +179,7 @@ class ModelSection(Frozen):
     @field_validator("artifact")
     @classmethod
     def _artifact(cls, value: str) -> str:
-        # The checks apply uses too (providers.artifact_refs): nothing valid here fails there.
+        # The checks apply uses too (providers.mlflow.artifact_refs): nothing valid here fails.
         return refs.check_artifact(value)
 
     @property

@@ -4,7 +4,7 @@ MLflow's own path-traversal CVEs (CVE-2023-1177, CVE-2023-6909, CVE-2024-1483, C
 came from `..`, `file://` sources, percent-encoding and `#`/`?` smuggled into URIs. Exactly two
 shapes are accepted: a workspace path, or `models:/NAME/VERSION` / `models:/NAME@ALIAS`. Each
 check raises ValueError with one message that says what is wrong; `validate` shows it at the
-field, and `mlops.providers.artifact_refs` applies the same checks again before reading.
+field, and `mlops.providers.mlflow.artifact_refs` applies the same checks again before reading.
 """
 
 from __future__ import annotations

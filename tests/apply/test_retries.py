@@ -30,7 +30,7 @@ from mlops.apply import target as target_
 from mlops.plan import order
 from mlops.plan import types as t
 from mlops.providers import base, factory
-from mlops.providers.local_runtime import LocalRuntime
+from mlops.providers.engine.runtime import LocalRuntime
 from mlops.workspace import Workspace
 from tests.runtime import support
 from tests.serving import fixtures

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mlops.providers import base, factory
-from mlops.providers.local_runtime import LocalRuntime
+from mlops.providers.engine.runtime import LocalRuntime
 from mlops.spec import models as spec
 from mlops.workspace import Workspace
 from tests.runtime import support

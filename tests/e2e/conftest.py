@@ -230,7 +230,7 @@ spec:
         if (REPO / "mlops" / "commands" / "down.py").is_file():
             self.mlops("down", expect=None, timeout=60)
         else:
-            from mlops.providers import local_runtime
+            from mlops.providers.engine import runtime as local_runtime
             from mlops.workspace import open_workspace
 
             local_runtime.LocalRuntime(open_workspace(self.root)).stop()

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mlops.providers.local_runtime import LocalRuntime
+from mlops.providers.engine.runtime import LocalRuntime
 from mlops.spec import models as spec
 from mlops.workspace import Workspace
 from tests.e2e import conftest

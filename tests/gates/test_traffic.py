@@ -15,8 +15,9 @@ import pytest
 
 from mlops.apply import checkpoints, hooks
 from mlops.gates import evaluate as gates
-from mlops.providers import builtin_metrics, promql
 from mlops.providers.base import Sample
+from mlops.providers.metrics import builtin as builtin_metrics
+from mlops.providers.metrics import promql
 from mlops.spec import models as spec
 
 FAST, SLOW = 0.005, 0.05  # seconds: the bucket each stream's requests land in

@@ -20,8 +20,10 @@ import pytest
 
 from mlops import datasets, errors
 from mlops.conformance import checks
-from mlops.providers import engine_client, images, onnx_artifact
+from mlops.providers import images
+from mlops.providers.engine import client as engine_client
 from mlops.providers.images import offline_base, services
+from mlops.providers.mlflow import onnx_artifact
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "fraud-scorer"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mlops.providers import k8s_manifests as m
+from mlops.providers.kubernetes import manifests as m
 from mlops.spec import models as spec
 from mlops.state import models as state
 
@@ -145,7 +145,8 @@ def httproute_schema() -> dict[str, Any] | None:
             continue
         for version in doc["spec"]["versions"]:
             if version["name"] == "v1":
-                return _strict(version["schema"]["openAPIV3Schema"])
+                schema: dict[str, Any] = _strict(version["schema"]["openAPIV3Schema"])
+                return schema
     return None
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from mlops import errors, workspace
-from mlops.providers import k8s_manifests as m
-from mlops.providers import kubernetes as k8s
+from mlops.providers.kubernetes import manifests as m
+from mlops.providers.kubernetes import runtime as k8s
 from mlops.spec import load
 from tests.k8s import conftest as c
 

@@ -9,8 +9,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 from mlops import errors
-from mlops.providers import k8s_manifests as m
-from mlops.providers import kubernetes as k8s
+from mlops.providers.kubernetes import manifests as m
+from mlops.providers.kubernetes import runtime as k8s
 from tests.k8s import conftest as c
 
 SPECS = {"cpu": c.cpu_spec, "gpu": c.gpu_spec}

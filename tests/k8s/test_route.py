@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from mlops import errors
-from mlops.providers import k8s_route as r
+from mlops.providers.kubernetes import route as r
 from mlops.state import models as state
 from tests.k8s import conftest as c
 

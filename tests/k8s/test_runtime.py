@@ -11,8 +11,8 @@ import pytest
 from mlops import errors, workspace
 from mlops.plan import payloads
 from mlops.providers import factory
-from mlops.providers import k8s_manifests as m
-from mlops.providers import kubernetes as k8s
+from mlops.providers.kubernetes import manifests as m
+from mlops.providers.kubernetes import runtime as k8s
 from mlops.spec import load
 from tests.k8s import conftest as c
 from tests.k8s.apiserver import ApiServer
@@ -46,6 +46,7 @@ def test_runtime_sends_exactly_the_rendered_objects(
     runtime: k8s.KubernetesRuntime, server: ApiServer
 ) -> None:
     (item,) = load.load_specs([runtime.workspace.root / "specs"], runtime.workspace.root)
+    assert item.artifact_path is not None  # a file in the workspace, not a models:/ URI
     # A real MLflow registry: the Deployment pins its integer version and sha256.
     version = runtime.registry.register(item.deployment, item.artifact_path, item.validation_path)
     rendered = k8s.render_manifests(item.deployment, version, runtime.options)
@@ -96,7 +97,7 @@ def test_runtime_sends_exactly_the_rendered_objects(
 
 
 def test_unknown_context_is_a_config_error(runtime: k8s.KubernetesRuntime) -> None:
-    from mlops.providers import k8s_cluster
+    from mlops.providers.kubernetes import cluster as k8s_cluster
 
     runtime._cluster = k8s_cluster.DynamicCluster("no-such-context", "models")
     with pytest.raises(errors.ConfigError, match="no-such-context"):

@@ -7,7 +7,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 from mlops import errors
-from mlops.providers import triton
+from mlops.providers.kubernetes import triton
 from tests.k8s import conftest as c
 
 

@@ -37,7 +37,8 @@ def empty_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An initialised, empty MLflow sqlite database: creating one runs every schema
     migration (seconds), so the tests copy this one instead."""
     from mlops import workspace as ws_mod
-    from mlops.providers import factory, mlflow_registry
+    from mlops.providers import factory
+    from mlops.providers.mlflow import registry as mlflow_registry
 
     root = tmp_path_factory.mktemp("registry")
     registry = factory.registry(ws_mod.open_workspace(root))

@@ -11,7 +11,7 @@ import pytest
 from mlops import workspace as ws_mod
 from mlops.plan import payloads
 from mlops.providers import factory
-from mlops.providers.local_runtime import LocalRuntime
+from mlops.providers.engine.runtime import LocalRuntime
 from mlops.spec import load
 from mlops.state import applied
 from mlops.state import models as state

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mlops.providers.local_runtime import LocalRuntime
+from mlops.providers.engine.runtime import LocalRuntime
 
 from .conftest import Runner, set_version
 from .test_cli import SPEC

@@ -21,7 +21,7 @@ from mlops import workspace as ws_mod
 from mlops.plan import payloads
 from mlops.plan import types as t
 from mlops.providers import factory
-from mlops.providers.local_runtime import LocalRuntime
+from mlops.providers.engine.runtime import LocalRuntime
 from mlops.spec import load
 from mlops.state import applied
 from mlops.state import models as state

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from mlops import errors
 from mlops.cli import cli
-from mlops.providers.mlflow_registry import MlflowRegistry
+from mlops.providers.mlflow.registry import MlflowRegistry
 from tests.registry import support
 from tests.registry.conftest import free_port
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from mlops import datasets, errors
-from mlops.providers import onnx_artifact
-from mlops.providers.mlflow_registry import MlflowRegistry
+from mlops.providers.mlflow import onnx_artifact
+from mlops.providers.mlflow.registry import MlflowRegistry
 from mlops.state import models as state
 from tests.registry import support
 
@@ -92,7 +92,8 @@ def test_checksum_pin_must_match(registry: MlflowRegistry, ws: Path, name: Name)
     with pytest.raises(errors.ArtifactError, match="pins"):
         registry.register(support.deployment(model, "1.0.0", sha256="0" * 64), MODEL, None)
     assert nothing_registered(registry, model)
-    assert registry.register(support.deployment(model, "1.0.0", sha256=good), MODEL, None)
+    version = registry.register(support.deployment(model, "1.0.0", sha256=good), MODEL, None)
+    assert version.semver == "1.0.0" and version.sha256 == good
 
 
 def _half(data: bytes) -> bytes:
@@ -125,7 +126,7 @@ def test_bad_artifacts_are_refused(
 
 
 def _sig(**changes: Any) -> dict[str, Any]:
-    sig = json.loads(json.dumps(support.SIGNATURE))
+    sig: dict[str, Any] = json.loads(json.dumps(support.SIGNATURE))  # a deep copy
     for path, value in changes.items():
         kind, index, field = path.split("__")
         sig[kind][int(index)][field] = value
@@ -315,7 +316,7 @@ def test_refresh_is_one_batched_read(
     registry: MlflowRegistry, monkeypatch: pytest.MonkeyPatch, name: Name
 ) -> None:
     """Through MLflow's client (the fallback of the fast readers, test_fast_reader.py)."""
-    from mlops.providers import mlflow_reader
+    from mlops.providers.mlflow import reader as mlflow_reader
 
     monkeypatch.setenv(mlflow_reader.READER_ENV, "mlflow")
     models = [name(f"batch{i}") for i in range(4)]
@@ -340,7 +341,7 @@ def test_refresh_is_one_batched_read(
 def test_refresh_pages_through_many_versions(
     registry: MlflowRegistry, monkeypatch: pytest.MonkeyPatch, name: Name
 ) -> None:
-    from mlops.providers import mlflow_session
+    from mlops.providers.mlflow import session as mlflow_session
 
     model = name("paged")
     for patch in range(5):
@@ -363,7 +364,7 @@ def test_concurrent_registration_of_one_semver_backs_out(
 ) -> None:
     """Another writer creates the same semver between our check and our write (a real
     version in the real store): we remove ours and report a retryable error."""
-    from mlops.providers import mlflow_tags
+    from mlops.providers.mlflow import tags as mlflow_tags
 
     model = name("race")
     registry.register(support.deployment(model, "1.0.0"), MODEL, None)

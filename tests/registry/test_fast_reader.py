@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 
 from mlops import errors
-from mlops.providers import mlflow_reader, mlflow_session, mlflow_sqlite_reader
-from mlops.providers import mlflow_tags as tags
-from mlops.providers.mlflow_registry import MlflowRegistry
+from mlops.providers.mlflow import reader as mlflow_reader
+from mlops.providers.mlflow import session as mlflow_session
+from mlops.providers.mlflow import sqlite_reader as mlflow_sqlite_reader
+from mlops.providers.mlflow import tags
+from mlops.providers.mlflow.registry import MlflowRegistry
 from tests.registry import support
 
 Name = Callable[[str], str]
@@ -119,7 +121,7 @@ def test_reads_do_not_import_mlflow(
     script = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from mlops.providers.mlflow_registry import MlflowRegistry\n"
+        "from mlops.providers.mlflow.registry import MlflowRegistry\n"
         f"r = MlflowRegistry({registry.tracking_uri!r}, Path({str(registry.artifact_root)!r}),"
         f" workspace=Path({str(ws)!r}))\n"
         f"found = r.refresh([{model!r}])[{model!r}]\n"

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mlops.providers.mlflow_registry import MlflowRegistry
+from mlops.providers.mlflow.registry import MlflowRegistry
 from tests.registry import support
 from tests.registry.test_cli import _run
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from mlops import errors
-from mlops.providers import mlflow_tags
-from mlops.providers.mlflow_registry import MlflowRegistry
+from mlops.providers.mlflow import tags as mlflow_tags
+from mlops.providers.mlflow.registry import MlflowRegistry
 from tests.registry import support
 
 

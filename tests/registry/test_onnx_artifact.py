@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mlops import errors
-from mlops.providers import onnx_artifact
+from mlops.providers.mlflow import onnx_artifact
 from mlops.spec import models as spec
 from tests.registry import support
 

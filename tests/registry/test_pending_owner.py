@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mlops.providers.mlflow_registry import MlflowRegistry
+from mlops.providers.mlflow.registry import MlflowRegistry
 from tests.registry import support
 from tests.registry.test_contract import MODEL, OTHER, Name, raw_versions
 
@@ -36,7 +36,7 @@ def test_zombie_owner_of_a_pending_version_is_stale(
     registry: MlflowRegistry, monkeypatch: pytest.MonkeyPatch, name: Name, zombie_pid: int
 ) -> None:
     from mlops import errors
-    from mlops.providers import mlflow_tags
+    from mlops.providers.mlflow import tags as mlflow_tags
 
     model = name("zombie")
     registry.register(support.deployment(model, "1.0.0"), MODEL, None)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops.providers.mlflow_registry import MlflowRegistry
+from mlops.providers.mlflow.registry import MlflowRegistry
 from tests.registry import support
 from tests.spec.conftest import good
 

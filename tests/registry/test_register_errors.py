@@ -16,7 +16,7 @@ import yaml
 from mlops import errors
 from mlops.apply import executor
 from mlops.plan import types as t
-from mlops.providers.mlflow_registry import MlflowRegistry
+from mlops.providers.mlflow.registry import MlflowRegistry
 from tests.registry import support
 
 BAD = "models/bad.onnx"

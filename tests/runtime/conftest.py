@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops.providers.local_runtime import LocalRuntime
+from mlops.providers.engine.runtime import LocalRuntime
 from mlops.workspace import Workspace
 from tests.runtime import support
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from mlops.providers.local_runtime import LocalRuntime
+from mlops.providers.engine.runtime import LocalRuntime
 from mlops.spec import models as spec
 from mlops.workspace import Workspace
 from tests.serving import fixtures

@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mlops.providers import prometheus
+from mlops.providers.metrics import prometheus
 from mlops.workspace import open_workspace
 from tests.runtime import support
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from mlops import errors
-from mlops.providers import engine_client
 from mlops.providers.base import Runtime
-from mlops.providers.local_runtime import LocalRuntime
+from mlops.providers.engine import client as engine_client
+from mlops.providers.engine.runtime import LocalRuntime
 from mlops.state import models as state
 from mlops.workspace import Workspace
 from tests.runtime import support

@@ -6,8 +6,9 @@ import math
 
 import pytest
 
-from mlops.providers import builtin_metrics, metric_math
 from mlops.providers.base import Sample
+from mlops.providers.metrics import builtin as builtin_metrics
+from mlops.providers.metrics import series as metric_math
 from mlops.spec import models as spec
 
 ERR = spec.Gate(metric="error_rate", max=0.01)

@@ -15,9 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mlops.providers import builtin_metrics, prometheus
 from mlops.providers.base import Metrics, Sample
-from mlops.providers.local_runtime import LocalRuntime
+from mlops.providers.engine.runtime import LocalRuntime
+from mlops.providers.metrics import builtin as builtin_metrics
+from mlops.providers.metrics import prometheus
 from mlops.spec import models as spec
 from mlops.state import models as state
 from mlops.workspace import Workspace

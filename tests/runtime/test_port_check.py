@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from mlops import errors
-from mlops.providers import engine_process
-from mlops.providers.local_runtime import LocalRuntime
+from mlops.providers.engine import process as engine_process
+from mlops.providers.engine.runtime import LocalRuntime
 from mlops.serving import worker
 from mlops.workspace import Workspace
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mlops.providers import engine_client, runtime_view
-from mlops.providers.local_runtime import LocalRuntime
-from mlops.providers.mlflow_registry import MlflowRegistry
+from mlops.providers.engine import client as engine_client
+from mlops.providers.engine import view as runtime_view
+from mlops.providers.engine.runtime import LocalRuntime
+from mlops.providers.mlflow.registry import MlflowRegistry
 from mlops.state import refresh
 from tests.runtime import support
 from tests.serving import fixtures

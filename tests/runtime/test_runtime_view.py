@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops.providers import runtime_view as rv
+from mlops.providers.engine import view as rv
 from mlops.state import models as state
 
 

@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from mlops import cli
-from mlops.providers import engine_client
-from mlops.providers.local_runtime import LocalRuntime
+from mlops.providers.engine import client as engine_client
+from mlops.providers.engine.runtime import LocalRuntime
 from mlops.serving.config import ServeConfig
 from mlops.spec import models as spec
 from mlops.workspace import Workspace, is_loopback, serve_warnings

@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from mlops.providers.local_runtime import LocalRuntime
+from mlops.providers.engine.runtime import LocalRuntime
 from mlops.serving.config import ServeConfig
 from mlops.workspace import Workspace
 from tests.runtime import support

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from mlops.providers import runtime_view
+from mlops.providers.engine import view as runtime_view
 from mlops.serving.router import Router, semver_key
 from mlops.serving.version import ModelVersion
 

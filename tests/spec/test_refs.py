@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mlops import errors
-from mlops.providers import artifact_refs
+from mlops.providers.mlflow import artifact_refs
 from mlops.spec import refs
 from tests.spec.conftest import GOOD, Runner, snapshot
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from mlops import errors
-from mlops.providers.mlflow_reader import DEFAULT_WORKSPACE, Snapshot, Unsupported, VersionRow
+from mlops.providers.mlflow.reader import DEFAULT_WORKSPACE, Snapshot, Unsupported, VersionRow
 
 # MLflow 3.x heads whose registered_models / model_versions / model_version_tags /
 # registered_model_aliases tables were checked against the queries below. A newer MLflow adds

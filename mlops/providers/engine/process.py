@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mlops import errors
-from mlops.providers import engine_client
+from mlops.providers.engine import client as engine_client
 from mlops.workspace import Workspace
 
 START_TIMEOUT_S = 60.0

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mlops import errors, gcpause, pids
-from mlops.providers import artifact_refs, mlflow_reader, mlflow_session, onnx_artifact
-from mlops.providers import mlflow_tags as tags
+from mlops.providers.mlflow import artifact_refs, onnx_artifact, tags
+from mlops.providers.mlflow import reader as mlflow_reader
+from mlops.providers.mlflow import session as mlflow_session
 from mlops.spec import models as spec
 from mlops.state import models as state
 

@@ -19,8 +19,8 @@ import time
 from typing import Any
 
 from mlops import errors
-from mlops.providers import engine_process
 from mlops.providers.base import Sample, Traffic
+from mlops.providers.engine import process as engine_process
 from mlops.spec import models as spec
 from mlops.workspace import Workspace
 
@@ -199,7 +199,7 @@ class PrometheusMetrics:
         window_seconds: float,
         traffic: Traffic = "routed",
     ) -> Sample:
-        from mlops.providers import promql
+        from mlops.providers.metrics import promql
 
         window = promql.window(window_seconds, SCRAPE_INTERVAL_S)
         try:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mlops import errors
-from mlops.providers import triton
+from mlops.providers.kubernetes import triton
 from mlops.spec import models as spec
 
 Obj = dict[str, Any]

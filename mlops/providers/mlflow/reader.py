@@ -70,12 +70,12 @@ def for_uri(uri: str, sqlite_file: Path | None, *, timeout: float) -> Reader | N
     if mode == "mlflow" or _workspaces_enabled():
         return None
     if sqlite_file is not None:
-        from mlops.providers import mlflow_sqlite_reader
+        from mlops.providers.mlflow import sqlite_reader as mlflow_sqlite_reader
 
         return mlflow_sqlite_reader.SqliteReader(uri, sqlite_file)
     scheme = urllib.parse.urlparse(uri).scheme
     if scheme in ("http", "https") and not any(os.environ.get(v) for v in _FOREIGN_AUTH):
-        from mlops.providers import mlflow_rest_reader
+        from mlops.providers.mlflow import rest_reader as mlflow_rest_reader
 
         return mlflow_rest_reader.RestReader(uri, timeout=timeout)
     return None

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from mlops import errors
-from mlops.providers import engine_client, engine_process, runtime_view
+from mlops.providers.engine import client as engine_client
+from mlops.providers.engine import process as engine_process
+from mlops.providers.engine import view as runtime_view
 from mlops.state import models as state
 from mlops.workspace import Workspace
 
@@ -82,7 +84,7 @@ class LocalRuntime:
 
     def _retarget_prometheus(self) -> None:
         # New workers, new admin addresses: a running workspace Prometheus must follow them.
-        from mlops.providers import prometheus
+        from mlops.providers.metrics import prometheus
 
         server = prometheus.PrometheusServer(self.workspace)
         if server.running():

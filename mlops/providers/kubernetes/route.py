@@ -16,7 +16,7 @@ from typing import Any
 import semver as semver_
 
 from mlops import errors
-from mlops.providers import k8s_manifests as m
+from mlops.providers.kubernetes import manifests as m
 from mlops.state import models as state
 
 MAX_RULES = 16  # HTTPRoute spec.rules maxItems

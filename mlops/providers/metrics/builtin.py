@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mlops.providers import engine_client, metric_math
 from mlops.providers.base import Sample, Traffic
+from mlops.providers.engine import client as engine_client
+from mlops.providers.metrics import series as metric_math
 from mlops.spec import models as spec
 
 Workers = dict[str, dict[metric_math.RouteKey, metric_math.VersionCounters]]  # url -> counters

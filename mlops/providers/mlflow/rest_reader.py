@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 
 from mlops import errors
-from mlops.providers import mlflow_session
-from mlops.providers.mlflow_reader import Snapshot, Unsupported, VersionRow
+from mlops.providers.mlflow import session as mlflow_session
+from mlops.providers.mlflow.reader import Snapshot, Unsupported, VersionRow
 
 API = "/api/2.0/mlflow/"
 MAX_PAGES = 100_000  # a server that never stops paging must not loop us forever

@@ -1,6 +1,6 @@
 """The kubernetes target's Runtime: one Deployment per model version, traffic by HTTPRoute.
 
-Objects come from `k8s_manifests`/`k8s_route` (pure) and go out through a `Cluster`
+Objects come from `manifests`/`route` (pure) and go out through a `Cluster`
 (server-side apply). `render_manifests` runs the same builders without a cluster, so
 `mlops manifests` shows exactly what `apply` would send. Pods fetch the artifact from the
 registry themselves and check its sha256, so the local `artifact` path given to `load` is not
@@ -21,8 +21,10 @@ import yaml
 from mlops import errors
 from mlops import workspace as workspace_
 from mlops.plan import payloads
-from mlops.providers import base, k8s_cluster, k8s_route
-from mlops.providers import k8s_manifests as m
+from mlops.providers import base
+from mlops.providers.kubernetes import cluster as k8s_cluster
+from mlops.providers.kubernetes import manifests as m
+from mlops.providers.kubernetes import route as k8s_route
 from mlops.spec import models as spec
 from mlops.state import models as state
 
@@ -81,7 +83,7 @@ def version_input(
 ) -> m.VersionInput:
     """What one version's objects are built from: the registered version (integer version,
     sha256), the plan's engine settings (signature, batching) and the spec's serving."""
-    from mlops.providers import triton
+    from mlops.providers.kubernetes import triton
 
     return m.VersionInput(
         name=version.name,
