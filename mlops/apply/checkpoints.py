@@ -1,19 +1,25 @@
 """A checkpoint hold: measure every gate each `interval`, decide, and report through hooks.
 
-The schedule is absolute (interval, 2*interval, ... and the end of the hold), so time spent
-measuring does not stretch the hold. A failed gate stops the hold at once: the time from a
-breach to the rollback is at most one interval plus one measurement.
-"""
+A round judges the window of `interval` that ends at it, so the next round starts a full
+`interval` after this one ended: no request is judged twice, and a late round (a slow or
+timed-out backend, a transient error) is followed by a full interval, never by back-to-back
+rounds catching up with a fixed schedule. The last round is at the end of the hold, so time
+spent measuring does not stretch the hold (unless that round itself is late). A failed gate
+stops the hold at once: the time from a breach to the rollback is at most one interval plus
+one measurement."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mlops import errors
 from mlops.apply import hooks as hooks_
 from mlops.gates import evaluate as gates
+from mlops.plan import types as plan_types
 from mlops.providers import base
 from mlops.spec import models as spec
 
@@ -38,24 +44,34 @@ class Checkpoint:
     shadow: bool
 
     @classmethod
-    def from_action(cls, action_id: str, model: str, after: Mapping[str, Any]) -> Checkpoint:
-        declared = tuple(spec.Gate.model_validate(g) for g in after.get("gates", []))
-        stable = after.get("stable")
-        if stable is None:
+    def from_action(
+        cls,
+        action_id: str,
+        model: str,
+        after: plan_types.CheckpointPayload | Mapping[str, Any],
+    ) -> Checkpoint:
+        """From the action's payload (a mapping is validated as one)."""
+        payload = (
+            after
+            if isinstance(after, plan_types.CheckpointPayload)
+            else plan_types.CheckpointPayload.model_validate(dict(after))
+        )
+        declared = tuple(payload.gates)
+        if payload.stable is None:
             # Nothing to compare with: relative gates could only ever be inconclusive.
             declared = tuple(g for g in declared if g.max_increase is None)
         return cls(
             id=action_id,
             model=model,
-            stable=stable,
-            canary=str(after["canary"]),
-            weight=int(after.get("weight", 0)),
-            hold=float(after.get("hold", 0.0)),
-            interval=max(float(after.get("interval", 60.0)), 0.05),
-            min_requests=int(after.get("min_requests", 0)),
-            consecutive_errors=int(after.get("consecutive_errors", 4)),
+            stable=payload.stable,
+            canary=payload.canary,
+            weight=payload.weight,
+            hold=payload.hold,
+            interval=max(payload.interval, 0.05),
+            min_requests=payload.min_requests,
+            consecutive_errors=payload.consecutive_errors,
             gates=declared,
-            shadow=bool(after.get("shadow", False)),
+            shadow=payload.shadow,
         )
 
     def as_event(self) -> dict[str, Any]:
@@ -77,14 +93,27 @@ class HoldResult:
     reason: str
 
 
+# A round may start this fraction of an interval late (sleep and measurement jitter) without
+# the schedule dropping a round for it; the end of the hold moves by at most as much.
+JITTER = 0.1
+
+
+def next_round(hold: float, interval: float, previous: float | None) -> float:
+    """Offset from the start of the hold of the round after one that ended at `previous`
+    (None: the first round): `interval` after it, or the end of the hold once less than a full
+    interval would be left after that. A round at or after `hold` is the last."""
+    earliest = min(interval, hold) if previous is None else previous + interval
+    if hold - earliest < interval * (1 - JITTER):
+        return max(hold, earliest)
+    return earliest
+
+
 def sample_times(hold: float, interval: float) -> list[float]:
-    """Offsets from the start of the hold at which the gates are measured."""
-    times: list[float] = []
-    at = interval
-    while at < hold - 1e-9:
-        times.append(at)
-        at += interval
-    times.append(hold)
+    """Offsets from the start of the hold at which the gates are measured, if every round
+    takes no time and starts on time."""
+    times = [next_round(hold, interval, None)]
+    while times[-1] < hold:
+        times.append(next_round(hold, interval, times[-1]))
     return times
 
 
@@ -126,22 +155,43 @@ def hold(
     # so the first measurement covers a full interval.
     observe = getattr(metrics, "observe", None)
     if callable(observe):
-        observe()
+        with contextlib.suppress(errors.TransientError):  # the first round reports it
+            observe()
     hooks.on_hold_start(point.model, event, point.hold)
-    for offset in sample_times(point.hold, point.interval):
+    previous: float | None = None  # when the last round ended, from the start of the hold
+    while True:
+        offset = next_round(point.hold, point.interval, previous)
         while (left := start + offset - clock()) > 0:
             sleep(min(left, TICK_SECONDS))
             elapsed = clock() - start
             hooks.on_hold_tick(point.model, elapsed, max(point.hold - elapsed, 0.0))
-        round_ = measure(metrics, point, tracker)
+        round_ = _measured(metrics, point, tracker)
+        previous = clock() - start
         decision = tracker.observe(round_)
-        if decision is gates.Decision.CONTINUE and offset >= point.hold:
+        # A round that ran into the end of the hold is its last (its window reaches there).
+        if decision is gates.Decision.CONTINUE and previous >= point.hold:
             decision = tracker.at_hold_end()
         hooks.on_measurement(point.model, event, round_, decision)
         if decision is not gates.Decision.CONTINUE:
             return HoldResult(decision, round_, _reason(decision, round_, point))
-    # Only reached with no sample time at all, which sample_times never returns.
-    return HoldResult(gates.Decision.PAUSE, [], "no measurement was taken")
+
+
+def _measured(
+    metrics: base.Metrics, point: Checkpoint, tracker: gates.GateTracker
+) -> list[gates.Measurement]:
+    """One round; a transient backend failure that escapes the provider is this round's error
+    verdict for every gate (counted by the tracker, waited out like any round), not the end
+    of the apply."""
+    try:
+        return measure(metrics, point, tracker)
+    except errors.TransientError as exc:
+        traffic = "shadow" if point.shadow else "routed"
+        return [
+            gates.evaluate(
+                gate, base.Sample(None, 0.0, error=exc.message), None, point.min_requests, traffic
+            )
+            for gate in point.gates
+        ]
 
 
 def _reason(

@@ -11,6 +11,7 @@ provider errors are retried here, by one policy (`apply.retry`), and nowhere els
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -49,6 +50,7 @@ class Executor:
         *,
         sleep: Callable[[float], None] | None = None,
         policy: retry.Policy | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.target = target
         self.plan = plan
@@ -57,6 +59,7 @@ class Executor:
         self.handlers = handlers.Handlers(target, plan, run, hooks, sleep=sleep)
         self.retry = policy or (retry.Policy(sleep=sleep) if sleep else retry.Policy())
         self.result = Result(run.run_id)
+        self.clock = clock  # the holds' clock (with `sleep`, virtual in tests)
 
     def execute(
         self, *, resumed: bool, passed: Collection[str] = (), only: str | None = None
@@ -128,7 +131,7 @@ class Executor:
     def _one(self, action: t.Action, passed: Collection[str]) -> Outcome | None:
         """Run one action; an Outcome means its model stops here (rolled back or paused)."""
         model = core.Address(action.address).model
-        if action.kind is not t.ActionKind.CHECKPOINT_GATE:
+        if not isinstance(action.after, t.CheckpointPayload):
             try:
                 self.retry.call(lambda: self.handlers.dispatch(action), action.id, self.hooks)
             except handlers.Rejected as refused:
@@ -136,13 +139,13 @@ class Executor:
                 self.roll_back_at(action, refused.semver, refused.stable, refused.reason)
                 return Outcome.ROLLED_BACK
             return None
-        point = checkpoints.Checkpoint.from_action(action.id, model, action.after or {})
+        point = checkpoints.Checkpoint.from_action(action.id, model, action.after)
         if action.id in passed:
             self.hooks.on_decision(model, f"checkpoint {action.id} passed", handlers.who())
             return None
         self.retry.call(lambda: self.handlers.check_live_weight(point), action.id, self.hooks)
         result = checkpoints.hold(
-            point, self.target.metrics(), self.hooks, sleep=self.handlers.sleep
+            point, self.target.metrics(), self.hooks, clock=self.clock, sleep=self.handlers.sleep
         )
         if result.decision is gates.Decision.PROMOTE:
             return None
