@@ -12,7 +12,8 @@ import pytest
 from mlops import errors
 from mlops.providers.mlflow import artifact_refs
 from mlops.spec import refs
-from tests.spec.conftest import GOOD, Runner, snapshot
+from tests.spec.conftest import GOOD, snapshot
+from tests.support import Runner
 
 SPEC = "specs/fraud-scorer.yaml"
 ARTIFACT = "../models/fraud-scorer-1.0.0.onnx"
