@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import time
+from typing import Any
 
 import pytest
 
@@ -15,11 +16,10 @@ from tests.e2e.conftest import NAME, E2EWorkspace, Load, RoutingWatch
 pytestmark = pytest.mark.slow
 
 
-def version_row(model: dict[str, object], semver: str) -> dict[str, object]:
-    rows = [r for r in model["versions"] if r["semver"] == semver]  # type: ignore[attr-defined, index]
+def version_row(model: dict[str, Any], semver: str) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = [r for r in model["versions"] if r["semver"] == semver]
     assert rows, f"{semver} not in {model['versions']}"
-    row: dict[str, object] = rows[0]
-    return row
+    return rows[0]
 
 
 def test_happy_canary_reaches_100_with_zero_failed_requests(ws: E2EWorkspace) -> None:

@@ -15,8 +15,8 @@ from mlops.providers.engine.runtime import LocalRuntime
 from mlops.spec import load
 from mlops.state import applied
 from mlops.state import models as state
+from tests.support import Runner
 
-from .conftest import Runner
 from .test_cli import SPEC, register
 
 pytestmark = pytest.mark.slow

@@ -9,8 +9,9 @@ import httpx
 import pytest
 
 from mlops.providers.engine.runtime import LocalRuntime
+from tests.support import Runner
 
-from .conftest import Runner, set_version
+from .conftest import set_version
 from .test_cli import SPEC
 from .test_cli_engine import serving  # noqa: F401  (the running-engine fixture)
 

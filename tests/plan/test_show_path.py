@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Runner
+from tests.support import Runner
 
 
 def test_show_resolves_the_plan_inside_the_workspace_given_with_c(
