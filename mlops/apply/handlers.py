@@ -1,5 +1,5 @@
-"""One handler per action kind. Each reads `after` only and checks live state first, so
-running it twice has the effect of running it once."""
+"""One handler per action kind. Each reads its action's typed `after` only (never another
+action) and checks live state first, so running it twice has the effect of running it once."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import hashlib
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from mlops import core, errors
 from mlops.apply import checkpoints, journal, rebuild
@@ -60,26 +59,33 @@ class Handlers:
         self.ws = target.ws
 
     def dispatch(self, action: t.Action) -> None:
-        handler: Callable[[str, Mapping[str, Any]], None] = {
-            K.REGISTER: self.register,
-            K.VERIFY: self.verify,
-            K.CONFORMANCE_TEST: self.conformance_test,
-            K.BUILD_IMAGE: self.build_image,
-            K.LOAD: self.load,
-            K.SET_TRAFFIC: self.set_traffic,
-            K.PROMOTE: self.promote,
-            K.RETIRE: lambda model, after: self.retire(action.id, model, after),
-            K.UPDATE_CONFIG: self.load,
-            K.DELETE: self.delete,
-        }[action.kind]
-        handler(core.Address(action.address).model, action.after or {})
+        model = action.model
+        match action.after:
+            case t.RegisterPayload() as after:
+                self.register(model, after)
+            case t.VerifyPayload() as after:
+                self.verify(model, after)
+            case t.ConformancePayload() as after:
+                self.conformance_test(model, after)
+            case t.LoadPayload() | t.UpdateConfigPayload() as after:
+                self.load(model, after)
+            case t.TrafficPayload() as after:
+                self.set_traffic(model, after)
+            case t.PromotePayload() as after:
+                self.promote(model, after)
+            case t.RetirePayload() as after:
+                self.retire(action.id, model, after)
+            case t.DeletePayload() as after:
+                self.delete(model, after)
+            case t.CheckpointPayload():
+                raise errors.PlanError(f"{action.id}: a checkpoint is held, not dispatched")
 
     # -- registry -----------------------------------------------------------------------------
 
-    def register(self, model: str, after: Mapping[str, Any]) -> None:
-        semver = str(after["semver"])
+    def register(self, model: str, after: t.RegisterPayload) -> None:
+        semver = after.semver
         existing = self.target.registry.get_version(model, semver)
-        pinned = after.get("sha256")
+        pinned = after.sha256
         if existing is not None:
             if pinned and existing.sha256 != pinned:
                 raise errors.RegistryError(
@@ -87,23 +93,22 @@ class Handlers:
                     f"the plan pins {pinned}"
                 )
             return  # already registered by an earlier (interrupted) run: no duplicate
-        artifact_text = str(after["artifact"])
-        artifact: Path | str = artifact_text
-        if not artifact_text.startswith(MODELS_URI):
-            artifact = self.ws.inside(Path(artifact_text), what="artifact")
-        validation = after.get("validation")
+        artifact: Path | str = after.artifact
+        if not after.artifact.startswith(MODELS_URI):
+            artifact = self.ws.inside(Path(after.artifact), what="artifact")
+        validation = after.validation
         validation_path = (
-            self.ws.inside(Path(validation), what="validation data") if validation else None
+            self.ws.inside(Path(validation.data), what="validation data") if validation else None
         )
-        deployment = rebuild.deployment_for(self.plan, model, semver, after)
+        deployment = rebuild.deployment_for(model, after)
         self.target.registry.register(deployment, artifact, validation_path)
 
-    def verify(self, model: str, after: Mapping[str, Any]) -> None:
-        semver = str(after["semver"])
+    def verify(self, model: str, after: t.VerifyPayload) -> None:
+        semver = after.semver
         version = self.target.registry.get_version(model, semver)
         if version is None:
             raise errors.RegistryError(f"{model}@{semver} is not registered")
-        expected = after.get("sha256") or version.sha256
+        expected = after.sha256 or version.sha256
         try:
             path = self.target.registry.artifact_path(model, semver)
         except errors.ArtifactError as exc:
@@ -116,21 +121,26 @@ class Handlers:
                 f"verify failed: stored artifact sha256 {actual} is not {expected}",
             )
 
-    def conformance_test(self, model: str, after: Mapping[str, Any]) -> None:
-        semver = str(after["semver"])
+    def conformance_test(self, model: str, after: t.ConformancePayload) -> None:
+        semver = after.semver
         version = self.target.registry.get_version(model, semver)
         if version is None:
             raise errors.RegistryError(f"{model}@{semver} is not registered")
         if version.status is state.VersionStatus.CONFORMANT:
             return
-        # The test runs against the engine, so the version is loaded first, with no traffic.
-        load = self._load_payload(model, semver)
-        if load is not None:
-            self.load(model, load)
+        # The test runs against the engine, so the version is loaded first, with no traffic,
+        # as the payload says (the same settings as the load that follows it in the plan).
+        if not self._ready(model, semver):
+            self._load(model, semver, after.settings, after.replicas)
         from mlops import conformance
 
+        validation = (
+            self.ws.inside(Path(after.validation), what="validation data")
+            if after.validation
+            else None
+        )
         result = conformance.run(
-            self.target, model, semver, after, validation=self._validation(model, semver)
+            self.target, model, semver, after.model_dump(mode="json"), validation=validation
         )
         self.target.registry.record_conformance(model, semver, result)
         if not result.get("passed"):
@@ -138,35 +148,30 @@ class Handlers:
                 semver, self._stable(model), f"conformance failed: {result.get('reason', result)}"
             )
 
-    def build_image(self, model: str, after: Mapping[str, Any]) -> None:
-        if self.ws.config.target == "local":
-            return  # the local engine serves the registry's artifact directly
-        raise errors.PermanentError("building images is only supported by the kubernetes target")
-
     # -- runtime ------------------------------------------------------------------------------
 
-    def load(self, model: str, after: Mapping[str, Any]) -> None:
+    def load(self, model: str, after: t.LoadPayload | t.UpdateConfigPayload) -> None:
         """`load` and `update_config`: the engine's load is idempotent and applies settings."""
-        semver = str(after["semver"])
+        self._load(model, after.semver, after.settings, after.replicas)
+
+    def _load(self, model: str, semver: str, settings: t.EngineSettings, replicas: int) -> None:
         runtime = self.target.runtime
-        runtime.ensure_running(int(after.get("replicas") or 1))
+        runtime.ensure_running(replicas)
         artifact = self.target.registry.artifact_path(model, semver)
-        runtime.load(model, semver, artifact, dict(after.get("settings") or {}))
+        runtime.load(model, semver, artifact, settings.engine_json())
         self.target.record_applied(model)
 
-    def set_traffic(self, model: str, after: Mapping[str, Any]) -> None:
-        weights = {str(v): int(w) for v, w in dict(after["weights"]).items()}
-        raw = after.get("shadow")
-        shadow = state.ShadowRoute.model_validate(raw) if raw else None
+    def set_traffic(self, model: str, after: t.TrafficPayload) -> None:
+        weights = dict(after.weights)
         # The runtime compares replica by replica and changes nothing when every one of them
         # already holds this table (a merged view would hide a replica that missed it).
-        generation = self.target.runtime.set_traffic(model, weights, shadow)
+        generation = self.target.runtime.set_traffic(model, weights, after.shadow)
         self.hooks.on_weight(model, weights, generation)
         self.target.record_applied(model)
 
-    def retire(self, action_id: str, model: str, after: Mapping[str, Any]) -> None:
-        semver = str(after["semver"])
-        wait = float(after.get("after_seconds") or 0.0)
+    def retire(self, action_id: str, model: str, after: t.RetirePayload) -> None:
+        semver = after.semver
+        wait = after.after_seconds
         # Measured from the first intent, so a resumed run does not start the wait over.
         first = next(
             (
@@ -200,7 +205,7 @@ class Handlers:
         runtime.unload(model, semver)
         self.target.record_applied(model)
 
-    def delete(self, model: str, after: Mapping[str, Any]) -> None:
+    def delete(self, model: str, after: t.DeletePayload) -> None:
         runtime = self.target.runtime
         if runtime.reachable():
             live = runtime.refresh([model]).get(model)
@@ -215,7 +220,7 @@ class Handlers:
 
         applied.update(applied.path_in(self.ws.ensure_state_dir()), model, None)
 
-    def promote(self, model: str, after: Mapping[str, Any]) -> None:
+    def promote(self, model: str, after: t.PromotePayload) -> None:
         set_aliases(self.target, model, after)
 
     # -- checks -------------------------------------------------------------------------------
@@ -237,47 +242,24 @@ class Handlers:
         found = self.target.registry.refresh([model]).get(model)
         return found.stable if found else None
 
-    def _validation(self, model: str, semver: str) -> Path | None:
-        """The validation set named where the plan registers the version (the conformance
-        payload carries thresholds only)."""
-        for action in self.plan.actions:
-            after = action.after or {}
-            if (
-                action.kind is K.REGISTER
-                and core.Address(action.address).model == model
-                and after.get("semver") == semver
-                and after.get("validation")
-            ):
-                return self.ws.inside(Path(str(after["validation"])), what="validation data")
-        return None
-
-    def _load_payload(self, model: str, semver: str) -> dict[str, Any] | None:
+    def _ready(self, model: str, semver: str) -> bool:
         runtime = self.target.runtime
-        if runtime.reachable():
-            live = runtime.refresh([model]).get(model)
-            if live is not None and live.loaded.get(semver) == "ready":
-                return None
-        for action in self.plan.actions:
-            after = action.after or {}
-            if (
-                action.kind in (K.LOAD, K.UPDATE_CONFIG)
-                and core.Address(action.address).model == model
-                and after.get("semver") == semver
-            ):
-                return dict(after)
-        raise errors.PlanError(f"{model}@{semver}: the plan tests it but never loads it")
+        if not runtime.reachable():
+            return False
+        live = runtime.refresh([model]).get(model)
+        return live is not None and live.loaded.get(semver) == "ready"
 
 
-def set_aliases(target: target_.Target, model: str, after: Mapping[str, Any]) -> None:
+def set_aliases(target: target_.Target, model: str, after: t.PromotePayload) -> None:
     """A promote payload: set `aliases`, drop those in `clear`; what is in place is kept."""
     registry = target.registry
     current = (registry.refresh([model]).get(model) or state.RegistryModel(name=model)).aliases
-    for alias, semver in dict(after.get("aliases") or {}).items():
+    for alias, semver in after.aliases.items():
         if current.get(alias) != semver:
-            registry.set_alias(model, alias, str(semver))
-    for alias in after.get("clear") or []:
+            registry.set_alias(model, alias, semver)
+    for alias in after.clear:
         if alias in current:
-            registry.delete_alias(model, str(alias))
+            registry.delete_alias(model, alias)
     target.record_applied(model)
 
 

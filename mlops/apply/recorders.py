@@ -122,11 +122,11 @@ class RolloutRecorder(hooks.Hook):
 
     def on_action_start(self, action: plan_types.Action) -> None:
         model = core.Address(action.address).model
-        after = action.after or {}
+        after = action.after
         changes: dict[str, Any] = {"status": "in_progress", "action": action.id}
-        if action.kind is plan_types.ActionKind.CHECKPOINT_GATE:
-            changes["stable"] = after.get("stable")
-            changes["canary"] = after.get("canary")
+        if isinstance(after, plan_types.CheckpointPayload):
+            changes["stable"] = after.stable
+            changes["canary"] = after.canary
         self._update(model, **changes)
 
     def on_weight(self, model: str, weights: Mapping[str, int], generation: int) -> None:

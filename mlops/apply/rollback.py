@@ -221,14 +221,12 @@ def roll_back(
 def _step(
     target: target_.Target, hooks: hooks_.Hook, model: str, step: t.Action
 ) -> tuple[dict[str, int], int] | None:
-    after = step.after or {}
+    after = step.after
     runtime = target.runtime
-    if step.kind is K.SET_TRAFFIC:
-        weights = {str(v): int(w) for v, w in dict(after.get("weights") or {}).items()}
-        raw = after.get("shadow")
-        shadow = state.ShadowRoute.model_validate(raw) if raw else None
+    if isinstance(after, t.TrafficPayload):
+        weights = dict(after.weights)
         running = runtime.reachable()
-        generation = runtime.set_traffic(model, weights, shadow, rollback=True)
+        generation = runtime.set_traffic(model, weights, after.shadow, rollback=True)
         hooks.on_weight(model, weights, generation)
         if not running:
             hooks.on_message(
@@ -237,8 +235,8 @@ def _step(
             )
         target.record_applied(model)
         return weights, generation
-    if step.kind is K.RETIRE:
-        semver = str(after["semver"])
+    if isinstance(after, t.RetirePayload):
+        semver = after.semver
         live = runtime.refresh([model]).get(model) if runtime.reachable() else None
         if live is not None and (
             live.weights.get(semver, 0) > 0
@@ -250,8 +248,10 @@ def _step(
         runtime.unload(model, semver)
         target.record_applied(model)
         return None
-    handlers.set_aliases(target, model, after)
-    return None
+    if isinstance(after, t.PromotePayload):
+        handlers.set_aliases(target, model, after)
+        return None
+    raise errors.PlanError(f"{step.id}: a rollback cannot {step.kind}")
 
 
 def _incomplete(
@@ -277,15 +277,17 @@ def _steps(steps: list[t.Action]) -> str:
 
 
 def _what(step: t.Action) -> str:
-    after = step.after or {}
-    if step.kind is K.SET_TRAFFIC:
-        weights = dict(after.get("weights") or {})
+    after = step.after
+    if isinstance(after, t.TrafficPayload):
+        weights = after.weights
         return "traffic " + (" / ".join(f"{v} {w}%" for v, w in weights.items()) or "default")
-    if step.kind is K.RETIRE:
-        return f"unload {after.get('semver')}"
-    parts = [f"{a} = {v}" for a, v in dict(after.get("aliases") or {}).items()]
-    parts += [f"clear {a}" for a in after.get("clear") or []]
-    return "aliases " + (", ".join(parts) or "unchanged")
+    if isinstance(after, t.RetirePayload):
+        return f"unload {after.semver}"
+    if isinstance(after, t.PromotePayload):
+        parts = [f"{a} = {v}" for a, v in after.aliases.items()]
+        parts += [f"clear {a}" for a in after.clear]
+        return "aliases " + (", ".join(parts) or "unchanged")
+    return str(step.kind)
 
 
 def weights_without(

@@ -130,20 +130,21 @@ def removed(live: state.LiveState, specified: set[str]) -> list[str]:
 def delete(name: str, live: state.LiveState) -> tuple[t.Action, t.ModelChange]:
     registry = live.registry.get(name)
     runtime = live.runtime.get(name)
-    before = {
-        "versions": sorted(registry.versions) if registry else [],
-        "aliases": dict(registry.aliases) if registry else {},
-        "loaded": sorted(runtime.loaded) if runtime else [],
-        "weights": outside.serving_weights(runtime),
-    }
+    before = t.DeleteBefore(
+        versions=sorted(registry.versions) if registry else [],
+        aliases=dict(registry.aliases) if registry else {},
+        loaded=sorted(runtime.loaded) if runtime else [],
+        weights=outside.serving_weights(runtime),
+    )
     reason = "no spec declares this model any more (--allow-delete): unload it and drop its routes"
     action = t.Action(
         id=f"{name}/01-delete",
         address=Address.deployment(name),
+        model=name,
         kind=t.ActionKind.DELETE,
         symbol=t.ChangeSymbol.DELETE,
         before=before,
-        after={"name": name},
+        after=t.DeletePayload(name=name),
         reason=reason,
     )
     stable = registry.stable if registry else None

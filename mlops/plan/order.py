@@ -10,12 +10,12 @@ calls it too when it rolls back a candidate no plan describes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from mlops.core import Address
 from mlops.plan import payloads
 from mlops.plan import types as t
 from mlops.spec import models as spec
+from mlops.state import models as state
 
 
 @dataclass
@@ -38,9 +38,9 @@ class Sequence:
         kind: t.ActionKind,
         address: str,
         symbol: t.ChangeSymbol,
-        after: dict[str, Any],
+        after: t.AfterPayload,
         *,
-        before: dict[str, Any] | None = None,
+        before: t.BeforePayload | None = None,
         reason: str = "",
         tag: str = "",
     ) -> t.Action:
@@ -48,6 +48,7 @@ class Sequence:
         action = t.Action(
             id=f"{self.name}/{number:02d}-{kind}{'-' + tag if tag else ''}",
             address=address,
+            model=self.name,
             kind=kind,
             symbol=symbol,
             before=before,
@@ -66,19 +67,18 @@ class Sequence:
         return action
 
     def _track(self, action: t.Action) -> None:
-        after = action.after or {}
-        loads = (t.ActionKind.LOAD, t.ActionKind.CONFORMANCE_TEST)  # the test runs it loaded
-        if action.kind in loads and after.get("semver") == self.candidate:
-            self.loaded_candidate = True
-        elif action.kind is t.ActionKind.SET_TRAFFIC:
-            shadow = after.get("shadow") or {}
-            if self.candidate in after.get("weights", {}) or shadow.get("version"):
+        after = action.after
+        # The conformance test runs the version loaded.
+        if isinstance(after, t.LoadPayload | t.ConformancePayload):
+            if after.semver == self.candidate:
+                self.loaded_candidate = True
+        elif isinstance(after, t.TrafficPayload):
+            if self.candidate in after.weights or after.shadow is not None:
                 self.touched_traffic = True
-        elif action.kind is t.ActionKind.PROMOTE:
-            aliases = after.get("aliases", {})
-            if aliases.get("canary") == self.candidate:
+        elif isinstance(after, t.PromotePayload):
+            if after.aliases.get("canary") == self.candidate:
                 self.canary_alias = True
-            if aliases.get("stable") == self.candidate:
+            if after.aliases.get("stable") == self.candidate:
                 self.guarded = False
 
     def undo(self, anchor: str) -> list[t.Action]:
@@ -110,7 +110,7 @@ def undo(
 
     `traffic`, `loaded`, `canary_alias`: what there is to undo. Apply marks the candidate
     rejected itself, with the gate values that failed (or not, when metrics failed)."""
-    steps: list[tuple[t.ActionKind, str, t.ChangeSymbol, dict[str, Any]]] = []
+    steps: list[tuple[t.ActionKind, str, t.ChangeSymbol, t.AfterPayload]] = []
     if traffic:
         # Without a stable version (a first deployment) the model goes back to serving nothing.
         steps.append(
@@ -118,7 +118,7 @@ def undo(
                 t.ActionKind.SET_TRAFFIC,
                 Address.traffic(name),
                 t.ChangeSymbol.UPDATE,
-                {"weights": {stable: 100} if stable else {}, "shadow": None},
+                t.TrafficPayload(weights={stable: 100} if stable else {}, shadow=None),
             )
         )
     if loaded:
@@ -127,17 +127,16 @@ def undo(
                 t.ActionKind.RETIRE,
                 Address.version(name, candidate),
                 t.ChangeSymbol.DELETE,
-                {"semver": candidate, "after_seconds": 0.0},
+                t.RetirePayload(semver=candidate, after_seconds=0.0),
             )
         )
     if canary_alias:
-        aliases = {"stable": stable} if stable else {}
         steps.append(
             (
                 t.ActionKind.PROMOTE,
                 Address.deployment(name),
                 t.ChangeSymbol.UPDATE,
-                {"aliases": aliases, "clear": ["canary"]},
+                t.PromotePayload(aliases={"stable": stable} if stable else {}, clear=["canary"]),
             )
         )
     actions: list[t.Action] = []
@@ -147,6 +146,7 @@ def undo(
             t.Action(
                 id=f"{name}/rollback-{suffix}-{index}-{kind}",
                 address=address,
+                model=name,
                 kind=kind,
                 symbol=symbol,
                 after=after,
@@ -191,7 +191,10 @@ def expand_rollout(
             t.ActionKind.SET_TRAFFIC,
             address,
             t.ChangeSymbol.UPDATE,
-            {"weights": {stable: 100}, "shadow": {"version": candidate, "percent": percent}},
+            t.TrafficPayload(
+                weights={stable: 100},
+                shadow=state.ShadowRoute(version=candidate, percent=percent),
+            ),
             reason=f"mirror {percent}% of requests to {candidate}; {stable} still answers",
             tag="shadow",
         )
@@ -216,7 +219,7 @@ def expand_rollout(
                 t.ActionKind.SET_TRAFFIC,
                 address,
                 t.ChangeSymbol.UPDATE,
-                {"weights": weights, "shadow": None},
+                t.TrafficPayload(weights=weights, shadow=None),
                 reason=f"move {step.weight}% of traffic to {candidate}",
                 tag=str(step.weight),
             )

@@ -1,9 +1,10 @@
-"""The `after` payloads of actions, built from a spec. Keys are fixed per kind (see ActionKind)."""
+"""The payloads of actions, built from a spec (the models are in types.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from mlops.plan import types as t
 from mlops.spec import models as spec
 
 # Warm-up requests the engine runs before a version reports ready; the spec has no knob for it.
@@ -12,42 +13,77 @@ WARMUP_REQUESTS = 2
 DEFAULT_P99_INCREASE = 0.20
 
 
+def settings(
+    deployment: spec.ModelDeployment,
+    signature: spec.Signature | None = None,
+    *,
+    sha256: str | None = None,
+) -> t.EngineSettings:
+    """The engine's settings for a version from the spec; `signature` overrides the spec's for
+    another version of the same model (the stable one, reloaded for a canary); `sha256` is
+    the digest the engine must serve (the reload of tampered bytes)."""
+    return t.EngineSettings(
+        signature=signature or deployment.spec.model.signature,
+        batching=deployment.spec.serving.batching,
+        warmup=t.Warmup(requests=WARMUP_REQUESTS),
+        sha256=sha256,
+    )
+
+
 def engine_settings(
     deployment: spec.ModelDeployment, signature: spec.Signature | None = None
 ) -> dict[str, Any]:
-    """settings.json for the engine (docs/engine.md) from the spec; `signature` overrides the
-    spec's for another version of the same model (the stable one, reloaded for a canary)."""
-    model = deployment.spec.model
-    batching = deployment.spec.serving.batching
-    return {
-        "signature": (signature or model.signature).model_dump(mode="json"),
-        "batching": batching.model_dump(mode="json", exclude_none=True),
-        "warmup": {"requests": WARMUP_REQUESTS},
-    }
+    """settings.json for the engine (docs/engine.md), as JSON."""
+    return settings(deployment, signature).engine_json()
 
 
 def replicas(deployment: spec.ModelDeployment) -> int:
     return deployment.spec.serving.replicas.min
 
 
-def gate(gate: spec.Gate) -> dict[str, Any]:
-    return gate.model_dump(mode="json", exclude_none=True)
+def register(
+    deployment: spec.ModelDeployment, artifact: str, validation: str | None
+) -> t.RegisterPayload:
+    """`artifact` and `validation`: workspace-relative paths (or a models:/ URI)."""
+    model = deployment.spec.model
+    return t.RegisterPayload(
+        semver=model.version,
+        artifact=artifact,
+        sha256=model.sha256,
+        signature=model.signature,
+        baseline=model.baseline,
+        validation=(
+            t.ValidationData(data=validation, tolerance=model.validation.tolerance)
+            if validation is not None and model.validation is not None
+            else None
+        ),
+    )
 
 
-def conformance(deployment: spec.ModelDeployment) -> dict[str, Any]:
+def conformance_test(
+    deployment: spec.ModelDeployment, validation: str | None = None
+) -> t.ConformancePayload:
     model = deployment.spec.model
     increase = DEFAULT_P99_INCREASE
     for declared in deployment.spec.rollout.effective_gates:
         if declared.metric == "latency_p99" and declared.max_increase is not None:
             increase = declared.max_increase
-    return {
-        "semver": model.version,
-        "metric": model.baseline.metric,
-        "baseline": model.baseline.value,
-        "tolerance": model.validation.tolerance if model.validation else None,
-        "p99_ms": model.baseline.p99_ms,
-        "max_increase": increase,
-    }
+    return t.ConformancePayload(
+        semver=model.version,
+        metric=model.baseline.metric,
+        baseline=model.baseline.value,
+        tolerance=model.validation.tolerance if model.validation else None,
+        p99_ms=model.baseline.p99_ms,
+        max_increase=increase,
+        validation=validation,
+        settings=settings(deployment),
+        replicas=replicas(deployment),
+    )
+
+
+def conformance(deployment: spec.ModelDeployment) -> dict[str, Any]:
+    """The conformance_test payload as JSON (what `mlops.conformance.run` reads)."""
+    return conformance_test(deployment).model_dump(mode="json")
 
 
 def checkpoint(
@@ -57,23 +93,23 @@ def checkpoint(
     weight: int,
     hold: float,
     shadow: bool,
-) -> dict[str, Any]:
+) -> t.CheckpointPayload:
     rollout = deployment.spec.rollout
     gates = rollout.effective_gates
     if not shadow:
         # Agreement is only measured while mirroring; once weights move there is no shadow data.
         gates = tuple(g for g in gates if g.metric != "shadow_agreement")
-    return {
-        "stable": stable,
-        "canary": deployment.spec.model.version,
-        "weight": weight,
-        "hold": hold,
-        "interval": rollout.interval,
-        "min_requests": rollout.min_requests,
-        "consecutive_errors": rollout.consecutive_errors,
-        "gates": [gate(g) for g in gates],
-        "shadow": shadow,
-    }
+    return t.CheckpointPayload(
+        stable=stable,
+        canary=deployment.spec.model.version,
+        weight=weight,
+        hold=hold,
+        interval=rollout.interval,
+        min_requests=rollout.min_requests,
+        consecutive_errors=rollout.consecutive_errors,
+        gates=list(gates),
+        shadow=shadow,
+    )
 
 
 def comparable_settings(settings: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Plan files: JSON save/load with a format version check, and the staleness check.
+"""Plan files: JSON save/load with a format and schema version check, and the staleness check.
 
 Saving is the one piece of I/O in plan/: it is a value written to a path the caller has
 already confined to the workspace.
@@ -32,18 +32,29 @@ def loads(text: str, *, source: str = "plan") -> t.Plan:
         raise errors.UsageError(f"{source}: not a plan file (invalid JSON: {exc.msg})") from None
     if not isinstance(data, dict) or "format_version" not in data:
         raise errors.UsageError(f"{source}: not a plan file (no format_version)")
-    version = data["format_version"]
-    if version != t.PLAN_FORMAT_VERSION:
+    version, schema = data["format_version"], data.get("schema_version")
+    if version != t.PLAN_FORMAT_VERSION or schema != t.PLAN_SCHEMA:
+        # Earlier formats are not read: a plan is made again in seconds, and reading an old
+        # payload into today's models could run steps the reviewer never saw.
+        named = f"schema {_short(schema)}" if version == t.PLAN_FORMAT_VERSION else "version"
         raise errors.UsageError(
-            f"{source}: plan format version {version!r} is not supported "
-            f"(this mlops reads version {t.PLAN_FORMAT_VERSION}); plan again"
+            f"{source}: plan format {named} {_short(version)} is not supported "
+            f"(this mlops reads {t.PLAN_SCHEMA}, format_version {t.PLAN_FORMAT_VERSION}); "
+            "plan again"
         )
     try:
         return t.Plan.model_validate(data)
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise errors.UsageError(f"{source}: invalid plan file: {where}: {first['msg']}") from None
+        where = ".".join(str(part) for part in first["loc"])[:200]
+        message = " ".join(first["msg"].split())[:300]
+        raise errors.UsageError(f"{source}: invalid plan file: {where}: {message}") from None
+
+
+def _short(value: object) -> str:
+    """A value from the file, for a one-line message: bounded, no line breaks."""
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def save(plan: t.Plan, path: Path) -> None:

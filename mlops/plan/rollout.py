@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from mlops.core import Address
 from mlops.plan import integrity, order, payloads, result
 from mlops.plan import types as t
@@ -48,12 +46,7 @@ def new_version(
             K.REGISTER,
             Address.version(name, version),
             S.CREATE,
-            {
-                "semver": version,
-                "artifact": item.artifact,
-                "sha256": model.sha256,
-                "validation": item.validation,
-            },
+            payloads.register(deployment, item.artifact, item.validation),
             reason="new version: store the artifact, checksum, signature and baseline",
         )
     if not loaded:
@@ -63,7 +56,7 @@ def new_version(
             K.CONFORMANCE_TEST,
             Address.version(name, version),
             S.READ,
-            payloads.conformance(deployment),
+            payloads.conformance_test(deployment, item.validation),
             reason="accuracy and latency against the baseline before any traffic",
         )
     if not loaded:
@@ -91,8 +84,8 @@ def new_version(
             K.PROMOTE,
             Address.deployment(name),
             S.UPDATE,
-            {"aliases": {"canary": version}, "clear": []},
-            before={"aliases": dict(registry.aliases)},
+            t.PromotePayload(aliases={"canary": version}, clear=[]),
+            before=t.Aliases(aliases=dict(registry.aliases)),
             reason=f"mark {version} as the canary: a rollout is in progress",
         )
     if gated:
@@ -106,7 +99,7 @@ def new_version(
             K.SET_TRAFFIC,
             Address.traffic(name),
             S.CREATE if first else S.UPDATE,
-            {"weights": {version: 100}, "shadow": None},
+            t.TrafficPayload(weights={version: 100}, shadow=None),
             before=traffic_before(runtime),
             reason="all traffic at once" if not first else "first deployment: all traffic",
         )
@@ -115,8 +108,8 @@ def new_version(
         K.PROMOTE,
         Address.deployment(name),
         S.CREATE if first else S.UPDATE,
-        {"aliases": {"stable": version}, "clear": ["canary"]},
-        before={"aliases": dict(registry.aliases)},
+        t.PromotePayload(aliases={"stable": version}, clear=["canary"]),
+        before=t.Aliases(aliases=dict(registry.aliases)),
         reason=f"{version} becomes the stable version",
     )
     if stable and stable_loaded:
@@ -125,7 +118,7 @@ def new_version(
             K.RETIRE,
             Address.version(name, stable),
             S.DELETE,
-            {"semver": stable, "after_seconds": keep},
+            t.RetirePayload(semver=stable, after_seconds=keep),
             reason=f"unload the previous version after {keep:g}s (kept for instant rollback)",
         )
     outcome.actions, outcome.rollback = seq.actions, seq.rollback
@@ -201,7 +194,7 @@ def verify(seq: order.Sequence, name: str, version: str, sha256: str | None) -> 
         K.VERIFY,
         Address.version(name, version),
         S.READ,
-        {"semver": version, "sha256": sha256},
+        t.VerifyPayload(semver=version, sha256=sha256),
         reason="re-hash the stored artifact before it is served",
     )
 
@@ -220,14 +213,15 @@ def load(
     engine replaces the version from the file staged again (an unchanged settings object
     would be a no-op for it)."""
     version = version or deployment.spec.model.version
-    settings = payloads.engine_settings(deployment, signature)
-    if sha256 is not None:
-        settings["sha256"] = sha256
     seq.add(
         K.LOAD,
         Address.version(deployment.name, version),
         S.CREATE if sha256 is None else S.REPLACE,
-        {"semver": version, "settings": settings, "replicas": payloads.replicas(deployment)},
+        t.LoadPayload(
+            semver=version,
+            settings=payloads.settings(deployment, signature, sha256=sha256),
+            replicas=payloads.replicas(deployment),
+        ),
         reason=reason,
     )
 
@@ -250,7 +244,7 @@ def retire_candidate(
             K.SET_TRAFFIC,
             Address.traffic(seq.name),
             S.UPDATE,
-            {"weights": {stable: 100}, "shadow": None},
+            t.TrafficPayload(weights={stable: 100}, shadow=None),
             before=traffic_before(runtime),
             reason=f"weight of {candidate} to 0: {why}",
             tag="reset",
@@ -261,15 +255,14 @@ def retire_candidate(
             K.RETIRE,
             Address.version(seq.name, candidate),
             S.DELETE,
-            {"semver": candidate, "after_seconds": 0.0},
+            t.RetirePayload(semver=candidate, after_seconds=0.0),
             reason=f"unload {candidate}: {why}",
             tag=candidate,
         )
     return reset
 
 
-def traffic_before(runtime: state.RuntimeModel | None) -> dict[str, Any] | None:
+def traffic_before(runtime: state.RuntimeModel | None) -> t.TrafficPayload | None:
     if runtime is None or not (runtime.weights or runtime.shadow):
         return None
-    shadow = runtime.shadow.model_dump(mode="json") if runtime.shadow else None
-    return {"weights": dict(runtime.weights), "shadow": shadow}
+    return t.TrafficPayload(weights=dict(runtime.weights), shadow=runtime.shadow)

@@ -40,8 +40,8 @@ def steady(
             K.PROMOTE,
             Address.deployment(name),
             S.UPDATE,
-            {"aliases": {"stable": version}, "clear": ["canary"]},
-            before={"aliases": dict(registry.aliases)},
+            t.PromotePayload(aliases={"stable": version}, clear=["canary"]),
+            before=t.Aliases(aliases=dict(registry.aliases)),
             reason=f"clear the canary alias of the abandoned {canary}",
         )
     loaded = runtime is not None and version in runtime.loaded
@@ -60,7 +60,7 @@ def steady(
             K.SET_TRAFFIC,
             Address.traffic(name),
             S.UPDATE if before else S.CREATE,
-            {"weights": {version: 100}, "shadow": None},
+            t.TrafficPayload(weights={version: 100}, shadow=None),
             before=before,
             reason=f"all traffic to the stable version {version}",
         )
@@ -99,17 +99,17 @@ def _off_target(runtime: state.RuntimeModel | None, version: str) -> bool:
 
 def _config_update(
     deployment: spec.ModelDeployment, runtime: state.RuntimeModel
-) -> tuple[dict[str, Any], dict[str, Any]] | None:
+) -> tuple[t.ObservedConfig, t.UpdateConfigPayload] | None:
     """(before, after) of an in-place update, or None. Unknown live config is not a change."""
     version = deployment.spec.model.version
     current: Any = runtime.config.get(version)
     if not isinstance(current, dict):
         current = runtime.config
-    desired = payloads.engine_settings(deployment)
+    desired = payloads.settings(deployment)
     bounds = deployment.spec.serving.replicas
     batching_differs = "batching" in current and payloads.comparable_settings(
         current
-    ) != payloads.comparable_settings(desired)
+    ) != payloads.comparable_settings(desired.engine_json())
     # Replicas anywhere in the declared range are fine: autoscaling moves them.
     replicas_off = runtime.replicas > 0 and not bounds.min <= runtime.replicas <= bounds.max
     if not (batching_differs or replicas_off):
@@ -117,6 +117,6 @@ def _config_update(
     replicas = runtime.replicas if not replicas_off else payloads.replicas(deployment)
     # Absent batching keys are the engine's defaults: show them as such, not as a change.
     settings = {**current, **payloads.comparable_settings(current)}
-    before = {"semver": version, "settings": settings, "replicas": runtime.replicas}
-    after = {"semver": version, "settings": desired, "replicas": replicas}
+    before = t.ObservedConfig(semver=version, settings=settings, replicas=runtime.replicas)
+    after = t.UpdateConfigPayload(semver=version, settings=desired, replicas=replicas)
     return before, after

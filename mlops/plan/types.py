@@ -1,42 +1,74 @@
-"""Plan data types: a closed set of action kinds, actions, the plan itself.
+"""Plan data types: a closed set of action kinds, one typed payload per kind, the plan itself.
 
-`reason` is for display only; nothing decides on it. `before`/`after` are JSON objects whose
-keys are fixed per kind (see `ActionKind`); apply reads `after` (and `params`) and nothing else.
+`reason` is for display only; nothing decides on it. `before`/`after` are typed payloads,
+chosen by the action's `kind` (`PAYLOADS`); apply reads `after` and nothing else, and each
+payload carries everything its step needs, so no consumer looks at another action to run one.
+The JSON Schema of a plan file is `Plan.model_json_schema()` (`python -m mlops.plan.schema`).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    WrapSerializer,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
-PLAN_FORMAT_VERSION = 1
+from mlops.core import Address
+from mlops.spec import models as spec
+from mlops.state import models as state
+
+PLAN_FORMAT_VERSION: Final = 2
+# Named in every plan file (`schema_version`) and the `$id` of the generated JSON Schema.
+PLAN_SCHEMA: Final = "mlops-plan/v2"
+
+# Bounds on what a plan file may hold: it is untrusted input (a file anyone can hand over).
+MAX_VERSIONS = 64  # versions in one weight table, one alias map, one loaded list
+MAX_GATES = 64
+MAX_TEXT = 4096
+
+Version = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9A-Za-z][0-9A-Za-z.+-]{0,127}$",
+        description="a version of the model (a semantic version)",
+    ),
+]
+ModelName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="64 lowercase hex digits")]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
+Percent = Annotated[int, Field(ge=0, le=100)]
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Alias = Literal["stable", "canary"]
+Weights = Annotated[dict[Version, Percent], Field(max_length=MAX_VERSIONS)]
+
+
+def _unset_left_out(value: Any, handler: SerializerFunctionWrapHandler) -> Any:
+    """Serialize without the keys that are null, as the spec and the engine write them."""
+    data = handler(value)
+    return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
+
+
+# The spec's gate and batching, written with unset keys left out.
+Gate = Annotated[spec.Gate, WrapSerializer(_unset_left_out)]
+Batching = Annotated[spec.Batching, WrapSerializer(_unset_left_out)]
 
 
 class ActionKind(StrEnum):
-    """What one step does. Payload keys of `after` per kind:
-
-    - register          {"semver", "artifact" (workspace path or models:/ URI), "sha256"|None,
-                         "validation"|None}
-    - verify            {"semver", "sha256"}                      re-hash the stored artifact
-    - conformance_test  {"semver", "metric", "baseline", "tolerance", "p99_ms", "max_increase"}
-    - build_image       {"semver", "image"}                       (kubernetes target)
-    - load              {"semver", "settings": {...engine settings.json...}, "replicas"}
-                        (a reload of tampered bytes: symbol -/+, settings["sha256"] set)
-    - set_traffic       {"weights": {semver: int}, "shadow": {"version", "percent"}|None}
-    - checkpoint_gate   {"stable", "canary", "weight", "hold", "interval", "min_requests",
-                         "consecutive_errors", "gates": [Gate as dict], "shadow": bool}
-    - promote           {"aliases": {"stable": semver}, "clear": ["canary"]}
-    - retire            {"semver", "after_seconds"}               unload the previous version
-    - update_config     {"semver", "settings", "replicas"}        in-place batching/replicas
-    - delete            {"name"}                                  unload everything, drop routes
-    """
+    """What one step does. The payload of each kind is the model `PAYLOADS[kind]`."""
 
     REGISTER = "register"
     VERIFY = "verify"
     CONFORMANCE_TEST = "conformance_test"
-    BUILD_IMAGE = "build_image"
     LOAD = "load"
     SET_TRAFFIC = "set_traffic"
     CHECKPOINT_GATE = "checkpoint_gate"
@@ -56,17 +88,281 @@ class ChangeSymbol(StrEnum):
     READ = "<="  # checks and gates: no change to state by themselves
 
 
+class Payload(BaseModel):
+    """Base of every payload: frozen, unknown keys refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# -- payload parts ----------------------------------------------------------------------------
+
+
+class Warmup(Payload):
+    requests: int = Field(default=2, ge=0, le=1000, description="requests run before ready")
+
+
+class EngineSettings(Payload):
+    """A version's settings.json as the engine reads it (docs/engine.md)."""
+
+    signature: spec.Signature
+    batching: Batching = spec.Batching()
+    warmup: Warmup = Warmup()
+    sha256: Sha256 | None = Field(
+        default=None,
+        description="the digest the engine must serve: set on the reload of a version that "
+        "serves other bytes than the registered ones",
+    )
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return _unset_left_out(self, handler)
+
+    def engine_json(self) -> dict[str, Any]:
+        """The settings.json object sent to the engine."""
+        return self.model_dump(mode="json")
+
+
+class ValidationData(Payload):
+    data: Text = Field(description="the validation set, a workspace-relative path")
+    tolerance: float = Field(ge=0, le=1, description="accuracy allowed below the baseline")
+
+
+# -- payloads, one per kind ---------------------------------------------------------------------
+
+
+class RegisterPayload(Payload):
+    """Store the artifact with everything the registry records about the version."""
+
+    semver: Version
+    artifact: Text = Field(description="a workspace-relative path or a models:/ URI")
+    sha256: Sha256 | None = Field(
+        default=None, description="the spec's pin; null: computed at registration"
+    )
+    signature: spec.Signature = Field(description="the spec's signature")
+    baseline: spec.Baseline = Field(description="the spec's baseline")
+    validation: ValidationData | None = Field(default=None, description="null: none declared")
+
+
+class VerifyPayload(Payload):
+    """Re-hash the stored artifact before it is served."""
+
+    semver: Version
+    sha256: Sha256 | None = Field(description="expected; null: the one recorded at registration")
+
+
+class ConformancePayload(Payload):
+    """Accuracy and p99 latency against the baseline, the version loaded with no traffic."""
+
+    semver: Version
+    metric: Literal["accuracy"] = "accuracy"
+    baseline: float = Field(ge=0, le=1, description="the baseline accuracy")
+    tolerance: float | None = Field(
+        ge=0, le=1, description="accuracy allowed below the baseline; null: the runner's default"
+    )
+    p99_ms: float = Field(gt=0, allow_inf_nan=False, description="the baseline p99 latency")
+    max_increase: float = Field(
+        ge=0, le=10, description="p99 allowed above the baseline, a fraction of it"
+    )
+    validation: Text | None = Field(
+        default=None, description="the validation set, a workspace-relative path"
+    )
+    settings: EngineSettings = Field(description="how the version is loaded for the test")
+    replicas: int = Field(default=1, ge=1, le=256, description="engine replicas to start with")
+
+
+class _Load(Payload):
+    semver: Version
+    settings: EngineSettings = Field(description="the version's settings.json")
+    replicas: int = Field(ge=1, le=256, description="engine replicas")
+
+
+class LoadPayload(_Load):
+    """Load with no traffic (`-/+`: reload the registered bytes, `settings.sha256` set)."""
+
+
+class UpdateConfigPayload(_Load):
+    """Apply batching and replicas in place."""
+
+
+class ObservedConfig(Payload):
+    """A loaded version's settings and replicas as the runtime reported them."""
+
+    semver: Version
+    settings: dict[str, Any] = Field(max_length=64, description="as reported, free-form")
+    replicas: int = Field(ge=0, description="replicas running")
+
+
+class TrafficPayload(Payload):
+    """The share of requests per version; at 100% the old version leaves the table but stays
+    loaded until `retire`."""
+
+    weights: Weights = Field(description="percent of requests per version")
+    shadow: state.ShadowRoute | None = Field(
+        default=None, description="mirror this percent of requests to a version; null: none"
+    )
+
+
+class CheckpointPayload(Payload):
+    """Hold at a weight and judge the gates every interval (durations in seconds)."""
+
+    stable: Version | None = Field(description="the version compared with; null: none")
+    canary: Version = Field(description="the version judged")
+    weight: Percent = Field(description="the canary's weight during the hold")
+    hold: Seconds = Field(description="how long the step holds")
+    interval: float = Field(
+        default=60.0, gt=0, allow_inf_nan=False, description="seconds between gate rounds"
+    )
+    min_requests: int = Field(default=100, ge=0, description="requests needed for a verdict")
+    consecutive_errors: int = Field(
+        default=4, ge=1, le=1000, description="failed rounds in a row that roll back"
+    )
+    gates: list[Gate] = Field(
+        default_factory=list, max_length=MAX_GATES, description="the spec's gates"
+    )
+    shadow: bool = Field(default=False, description="the shadow phase (weight 0)")
+
+
+class PromotePayload(Payload):
+    """Set aliases and drop those in `clear`: `canary` when a rollout starts, `stable` at
+    its end."""
+
+    aliases: dict[Alias, Version] = Field(max_length=2, description="alias -> version")
+    clear: list[Alias] = Field(default_factory=list, max_length=2, description="to remove")
+
+
+class Aliases(Payload):
+    """The registry's aliases before the step."""
+
+    aliases: dict[Text, Text] = Field(max_length=MAX_VERSIONS, description="alias -> version")
+
+
+class RetirePayload(Payload):
+    """Unload a version that no longer has traffic."""
+
+    semver: Version
+    after_seconds: Seconds = Field(
+        default=0.0, description="wait first (the rollout's keep_previous, for instant rollback)"
+    )
+
+
+class DeletePayload(Payload):
+    """Unload every version of the model, drop its routes and aliases."""
+
+    name: ModelName = Field(description="the model (as `model`)")
+
+
+class DeleteBefore(Payload):
+    """What the model had before the delete."""
+
+    versions: list[Text] = Field(max_length=10_000, description="registered versions")
+    aliases: dict[Text, Text] = Field(max_length=MAX_VERSIONS, description="alias -> version")
+    loaded: list[Version] = Field(max_length=MAX_VERSIONS, description="loaded versions")
+    weights: Weights = Field(description="serving weights")
+
+
+AfterPayload = (
+    RegisterPayload
+    | VerifyPayload
+    | ConformancePayload
+    | LoadPayload
+    | TrafficPayload
+    | CheckpointPayload
+    | PromotePayload
+    | RetirePayload
+    | UpdateConfigPayload
+    | DeletePayload
+)
+BeforePayload = TrafficPayload | Aliases | ObservedConfig | DeleteBefore
+
+# The discriminated union: the action's kind selects its payload models (after, before).
+PAYLOADS: dict[ActionKind, tuple[type[Payload], type[Payload] | None]] = {
+    ActionKind.REGISTER: (RegisterPayload, None),
+    ActionKind.VERIFY: (VerifyPayload, None),
+    ActionKind.CONFORMANCE_TEST: (ConformancePayload, None),
+    ActionKind.LOAD: (LoadPayload, None),
+    ActionKind.SET_TRAFFIC: (TrafficPayload, TrafficPayload),
+    ActionKind.CHECKPOINT_GATE: (CheckpointPayload, None),
+    ActionKind.PROMOTE: (PromotePayload, Aliases),
+    ActionKind.RETIRE: (RetirePayload, None),
+    ActionKind.UPDATE_CONFIG: (UpdateConfigPayload, ObservedConfig),
+    ActionKind.DELETE: (DeletePayload, DeleteBefore),
+}
+
+
+def _kind_schema(defs: dict[str, Any]) -> list[dict[str, Any]]:
+    """The union in JSON Schema terms: for each kind, the models `after`/`before` take."""
+
+    def ref(model: type[Payload]) -> dict[str, str]:
+        if model.__name__ not in defs:
+            raise LookupError(f"{model.__name__} is not in the generated schema")
+        return {"$ref": f"#/$defs/{model.__name__}"}
+
+    cases = []
+    for kind, (after, before) in PAYLOADS.items():
+        payloads: dict[str, Any] = {
+            "after": ref(after),
+            "before": {"anyOf": [ref(before), {"type": "null"}]} if before else {"type": "null"},
+        }
+        cases.append(
+            {
+                "if": {"properties": {"kind": {"const": kind.value}}, "required": ["kind"]},
+                "then": {"properties": payloads},
+            }
+        )
+    return cases
+
+
 class Action(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: str  # unique within the plan, e.g. "fraud-scorer/03-set_traffic-5"
-    address: str  # mlops.core.Address
+    id: str = Field(max_length=512)  # unique within the plan, e.g. "fraud-scorer/03-set_traffic-5"
+    address: str = Field(max_length=512)  # mlops.core.Address
+    model: ModelName = Field(description="the model the action belongs to")
     kind: ActionKind
     symbol: ChangeSymbol
-    before: dict[str, Any] | None = None
-    after: dict[str, Any] | None = None
-    reason: str = ""  # display only
-    depends_on: list[str] = Field(default_factory=list)
+    before: BeforePayload | None = None
+    after: AfterPayload
+    reason: str = Field(default="", max_length=MAX_TEXT)  # display only
+    depends_on: list[str] = Field(default_factory=list, max_length=16)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_of_address(cls, data: Any) -> Any:
+        """`model` defaults to the address's (actions built before it existed)."""
+        if isinstance(data, dict) and "model" not in data and isinstance(data.get("address"), str):
+            return {**data, "model": Address(data["address"]).model}
+        return data
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _after(cls, value: Any, info: ValidationInfo) -> Any:
+        """The kind selects the model: a dict is validated as that kind's payload only."""
+        kind = info.data.get("kind")
+        if isinstance(value, dict) and isinstance(kind, ActionKind):
+            return PAYLOADS[kind][0].model_validate(value)
+        return value
+
+    @field_validator("before", mode="before")
+    @classmethod
+    def _before(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = info.data.get("kind")
+        if isinstance(value, dict) and isinstance(kind, ActionKind):
+            model = PAYLOADS[kind][1]
+            if model is None:
+                raise ValueError(f"a {kind} action has no before")
+            return model.model_validate(value)
+        return value
+
+    @model_validator(mode="after")
+    def _matches_kind(self) -> Action:
+        after, before = PAYLOADS[self.kind]
+        if type(self.after) is not after:
+            raise ValueError(f"a {self.kind} action takes a {after.__name__} as after")
+        if self.before is not None and (before is None or type(self.before) is not before):
+            raise ValueError(f"a {self.kind} action takes no such before")
+        if Address(self.address).model != self.model:
+            raise ValueError(f"address {self.address} is not of model {self.model}")
+        return self
 
 
 class OutsideChange(BaseModel):
@@ -114,7 +410,8 @@ class ModelChange(BaseModel):
 class Plan(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    format_version: int = PLAN_FORMAT_VERSION
+    format_version: Literal[2] = PLAN_FORMAT_VERSION
+    schema_version: Literal["mlops-plan/v2"] = PLAN_SCHEMA
     created_at: str  # ISO 8601, set by the caller (diff is clock-free)
     workspace: str
     spec_digest: str
@@ -137,3 +434,15 @@ class Plan(BaseModel):
     @property
     def has_changes(self) -> bool:
         return bool(self.actions)
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The JSON Schema of a plan file, with the payload models each kind takes."""
+        schema = super().model_json_schema(*args, **kwargs)
+        defs = schema["$defs"]
+        defs["Action"]["allOf"] = _kind_schema(defs)
+        return {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": PLAN_SCHEMA,
+            **schema,
+        }

@@ -17,6 +17,7 @@ import semver
 from mlops import core
 from mlops.plan import types as plan_types
 from mlops.policy import facts, rules
+from mlops.spec import models as spec
 
 Kind = plan_types.ActionKind
 
@@ -88,23 +89,23 @@ def max_step_increase(limit: int, change: facts.RolloutFacts) -> list[Finding]:
     return found
 
 
-def _gates(checkpoint: plan_types.Action) -> list[dict[str, Any]]:
-    gates = (checkpoint.after or {}).get("gates") or []
-    return [g for g in gates if isinstance(g, dict)]
+def _checkpoint(action: plan_types.Action) -> plan_types.CheckpointPayload:
+    assert isinstance(action.after, plan_types.CheckpointPayload)  # facts.checkpoints are
+    return action.after
 
 
 def require_gates(required: list[str], change: facts.RolloutFacts) -> list[Finding]:
     if not change.is_update:
         return []
-    traffic = [c for c in change.checkpoints if not (c.after or {}).get("shadow")]
+    traffic = [c for c in change.checkpoints if not _checkpoint(c).shadow]
     if not traffic:
         return [Finding(f"{change.new_version} gets traffic with no gate checkpoint")]
     found = []
     for checkpoint in traffic:
-        labels = {g.get("name") or g.get("metric") for g in _gates(checkpoint)}
+        labels = {g.name or g.metric for g in _checkpoint(checkpoint).gates}
         missing = [r for r in required if r not in labels]
         if missing:
-            weight = (checkpoint.after or {}).get("weight")
+            weight = _checkpoint(checkpoint).weight
             found.append(
                 Finding(
                     f"checkpoint at {weight}% lacks gate(s) {', '.join(missing)}", checkpoint.id
@@ -113,21 +114,17 @@ def require_gates(required: list[str], change: facts.RolloutFacts) -> list[Findi
     return found
 
 
-def _threshold_check(metrics: tuple[str, ...], key: str, what: str) -> Check:
+def _threshold_check(
+    metrics: tuple[str, ...], threshold: Callable[[spec.Gate], float | None], what: str
+) -> Check:
     def check(limit: float, change: facts.RolloutFacts) -> list[Finding]:
         found = []
         for checkpoint in change.checkpoints:
-            for gate in _gates(checkpoint):
-                value = gate.get(key)
-                if (
-                    gate.get("metric") in metrics
-                    and isinstance(value, int | float)
-                    and value > limit
-                ):
+            for gate in _checkpoint(checkpoint).gates:
+                value = threshold(gate)
+                if gate.metric in metrics and value is not None and value > limit:
                     found.append(
-                        Finding(
-                            f"{gate['metric']} {what} {value:g} (limit {limit:g})", checkpoint.id
-                        )
+                        Finding(f"{gate.metric} {what} {value:g} (limit {limit:g})", checkpoint.id)
                     )
         return found
 
@@ -137,8 +134,8 @@ def _threshold_check(metrics: tuple[str, ...], key: str, what: str) -> Check:
 def min_requests(minimum: int, change: facts.RolloutFacts) -> list[Finding]:
     found = []
     for checkpoint in change.checkpoints:
-        value = (checkpoint.after or {}).get("min_requests")
-        if isinstance(value, int | float) and value < minimum:
+        value = _checkpoint(checkpoint).min_requests
+        if value < minimum:
             found.append(Finding(f"min_requests {value:g} (minimum {minimum})", checkpoint.id))
     return found
 
@@ -184,9 +181,9 @@ def require_sha256(enabled: bool, change: facts.RolloutFacts) -> list[Finding]:
     if not enabled:
         return []
     return [
-        Finding(f"{(a.after or {}).get('semver')} is registered without a sha256 pin", a.id)
-        for a in change.of_kind(Kind.REGISTER)
-        if not (a.after or {}).get("sha256")
+        Finding(f"{a.after.semver} is registered without a sha256 pin", a.id)
+        for a in change.actions
+        if isinstance(a.after, plan_types.RegisterPayload) and not a.after.sha256
     ]
 
 
@@ -196,9 +193,9 @@ CHECKS: dict[str, Check] = {
     "min_canary_steps": min_canary_steps,
     "max_step_increase": max_step_increase,
     "require_gates": require_gates,
-    "max_error_rate_threshold": _threshold_check(("error_rate",), "max", "allows"),
+    "max_error_rate_threshold": _threshold_check(("error_rate",), lambda g: g.max, "allows"),
     "max_latency_increase": _threshold_check(
-        ("latency_p99", "latency_p50"), "max_increase", "allows an increase of"
+        ("latency_p99", "latency_p50"), lambda g: g.max_increase, "allows an increase of"
     ),
     "min_requests": min_requests,
     "forbid_strategy": forbid_strategy,

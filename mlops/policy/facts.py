@@ -8,11 +8,8 @@ display summary `Plan.models`: a hand-edited summary must not change a verdict.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-from mlops import core
 from mlops.plan import types as plan_types
 from mlops.policy import rules
 
@@ -53,32 +50,10 @@ def model_facts(plan: plan_types.Plan) -> dict[str, RolloutFacts]:
     """Group the plan's actions by model and derive each model's rollout, in plan order."""
     found: dict[str, RolloutFacts] = {}
     for action in plan.actions:
-        name = _model_of(action)
-        found.setdefault(name, RolloutFacts(name=name)).actions.append(action)
+        found.setdefault(action.model, RolloutFacts(name=action.model)).actions.append(action)
     for facts in found.values():
         _derive(facts)
     return found
-
-
-def _model_of(action: plan_types.Action) -> str:
-    if action.kind is Kind.DELETE and action.after and isinstance(action.after.get("name"), str):
-        return str(action.after["name"])
-    return core.Address(action.address).model
-
-
-def _after(action: plan_types.Action) -> dict[str, Any]:
-    return action.after or {}
-
-
-def _weights(payload: Mapping[str, Any] | None) -> dict[str, int]:
-    raw = (payload or {}).get("weights") or {}
-    return {str(k): int(v) for k, v in raw.items()} if isinstance(raw, Mapping) else {}
-
-
-def _stable_alias(payload: Mapping[str, Any] | None) -> str | None:
-    aliases = (payload or {}).get("aliases")
-    stable = aliases.get("stable") if isinstance(aliases, Mapping) else None
-    return stable if isinstance(stable, str) else None
 
 
 def _derive(facts: RolloutFacts) -> None:
@@ -90,28 +65,27 @@ def _derive(facts: RolloutFacts) -> None:
     mirrored = False
     steps: list[Step] = []
     for action in facts.actions:
-        after = _after(action)
-        if action.kind is Kind.SET_TRAFFIC:
-            shadow = after.get("shadow")
-            if isinstance(shadow, Mapping) and shadow.get("version") == new:
-                mirrored = mirrored or bool(shadow.get("percent", 0))
-            weight = _weights(after).get(new, 0)
+        after = action.after
+        if isinstance(after, plan_types.TrafficPayload):
+            if after.shadow is not None and after.shadow.version == new:
+                mirrored = mirrored or bool(after.shadow.percent)
+            weight = after.weights.get(new, 0)
             if 0 < weight < 100 and (not steps or steps[-1].weight != weight):
                 steps.append(Step(weight=weight, action_id=action.id))
-        elif action.kind is Kind.CHECKPOINT_GATE and after.get("canary") in (new, None):
-            at = after.get("weight")
-            if after.get("shadow"):
+        elif isinstance(after, plan_types.CheckpointPayload) and after.canary == new:
+            at = after.weight
+            if after.shadow:
                 mirrored = True
-            elif isinstance(at, int) and 0 < at < 100:
-                hold = float(after.get("hold") or 0.0)
+            elif 0 < at < 100:
                 if steps and steps[-1].weight == at:
                     last = steps[-1]
-                    steps[-1] = Step(at, last.action_id, max(hold, last.hold or 0.0), action.id)
+                    hold = max(after.hold, last.hold or 0.0)
+                    steps[-1] = Step(at, last.action_id, hold, action.id)
                 else:
                     # A checkpoint at a weight no action of this plan set: the weight is
                     # already live, so the plan resumes a rollout under way.
                     facts.continuing = facts.continuing or not steps
-                    steps.append(Step(at, action.id, hold, action.id))
+                    steps.append(Step(at, action.id, after.hold, action.id))
     facts.steps = steps
     if mirrored:
         facts.strategy = rules.RolloutStrategy.SHADOW
@@ -122,25 +96,30 @@ def _derive(facts: RolloutFacts) -> None:
 
 
 def _versions(facts: RolloutFacts) -> tuple[str | None, str | None]:
-    """(new, previous): new = a checkpoint's canary, or the version a promotion makes stable
-    when it was not stable before (re-promoting the stable version is a restore, not a rollout)."""
+    """(new, previous): new = a checkpoint's canary (its payload names the stable version it
+    is compared with), or the version a promotion makes stable when it was not stable before
+    (re-promoting the stable version is a restore, not a rollout); previous = the stable
+    alias the promotion replaces, or the version the traffic change takes requests from."""
     for checkpoint in facts.checkpoints:
-        after = _after(checkpoint)
-        if isinstance(after.get("canary"), str):
-            stable = after.get("stable")
-            return after["canary"], stable if isinstance(stable, str) else None
+        if isinstance(checkpoint.after, plan_types.CheckpointPayload):
+            return checkpoint.after.canary, checkpoint.after.stable
     for promote in facts.of_kind(Kind.PROMOTE):
-        new = _stable_alias(promote.after)
-        old = _stable_alias(promote.before)
+        after, before = promote.after, promote.before
+        if not isinstance(after, plan_types.PromotePayload):
+            continue
+        new = after.aliases.get("stable")
+        old = before.aliases.get("stable") if isinstance(before, plan_types.Aliases) else None
         if new is not None and new != old:
             return new, old or _serving_before(facts, new)
     return None, None
 
 
 def _serving_before(facts: RolloutFacts, new: str) -> str | None:
+    """The version that served most before the plan, from a traffic change's own `before`."""
     for action in facts.of_kind(Kind.SET_TRAFFIC):
-        weights = _weights(action.before)
-        serving = [v for v, w in weights.items() if v != new and w > 0]
-        if serving:
-            return max(serving, key=lambda v: weights[v])
+        if isinstance(action.before, plan_types.TrafficPayload):
+            weights = action.before.weights
+            serving = [v for v, w in weights.items() if v != new and w > 0]
+            if serving:
+                return max(serving, key=lambda v: weights[v])
     return None

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from mlops.core import format_duration
 from mlops.plan import types as t
+from mlops.spec import models as spec
 
 
 def weights(weights: dict[str, int]) -> str:
@@ -20,64 +19,59 @@ def weight_path(change: t.ModelChange) -> str:
     return " -> ".join(steps)
 
 
-def gate(gate: dict[str, Any]) -> str:
-    label = gate.get("name") or gate.get("metric") or "query"
-    latency = str(gate.get("metric", "")).startswith("latency")
+def gate(gate: spec.Gate) -> str:
+    label = gate.label
+    latency = str(gate.metric or "").startswith("latency")
     parts: list[str] = []
-    if gate.get("min") is not None:
-        parts.append(f"{label} >= {gate['min']:g}")
-    if gate.get("max") is not None:
-        parts.append(f"{label} <= {gate['max']:g}{'ms' if latency else ''}")
-    if gate.get("max_increase") is not None:
-        parts.append(f"{label} <= +{gate['max_increase'] * 100:g}% vs stable")
+    if gate.min is not None:
+        parts.append(f"{label} >= {gate.min:g}")
+    if gate.max is not None:
+        parts.append(f"{label} <= {gate.max:g}{'ms' if latency else ''}")
+    if gate.max_increase is not None:
+        parts.append(f"{label} <= +{gate.max_increase * 100:g}% vs stable")
     return " and ".join(parts) or label
 
 
 def action(action: t.Action) -> str:
-    after = action.after or {}
-    before = action.before or {}
-    kind = action.kind
-    K = t.ActionKind
-    if kind is K.REGISTER:
-        text = f"artifact {after['artifact']}"
-        text += f", sha256 {after['sha256'][:12]}…" if after.get("sha256") else ", sha256 computed"
-        return text + (f", validation {after['validation']}" if after.get("validation") else "")
-    if kind is K.VERIFY:
-        sha = after.get("sha256")
-        return f"sha256 {sha[:12]}…" if sha else "sha256 recorded at registration"
-    if kind is K.CONFORMANCE_TEST:
-        return _conformance(after)
-    if kind is K.LOAD:
-        return f"{_batching(after['settings'])}, replicas {after['replicas']}, no traffic"
-    if kind is K.SET_TRAFFIC:
-        text = weights(after.get("weights", {}))
-        shadow = after.get("shadow")
-        if shadow:
-            text += f", mirror {shadow['percent']}% to {shadow['version']}"
-        if before:
-            text = f"{weights(before.get('weights', {}))} -> {text}"
-        return text
-    if kind is K.CHECKPOINT_GATE:
-        where = "shadow" if after.get("shadow") else f"{after['weight']}%"
-        gates = ", ".join(gate(g) for g in after.get("gates", [])) or "no gates"
-        return (
-            f"at {where}: hold {format_duration(after['hold'])}, every "
-            f"{format_duration(after['interval'])}: {gates} (min {after['min_requests']} requests)"
-        )
-    if kind is K.PROMOTE:
-        moves = [f"{alias} = {v}" for alias, v in after.get("aliases", {}).items()]
-        moves += [f"clear {alias}" for alias in after.get("clear", [])]
-        return ", ".join(moves)
-    if kind is K.RETIRE:
-        wait = after.get("after_seconds", 0)
-        return f"unload {after['semver']}" + (f" after {format_duration(wait)}" if wait else "")
-    if kind is K.UPDATE_CONFIG:
-        return _config_change(before, after)
-    if kind is K.DELETE:
-        loaded = ", ".join(before.get("loaded", [])) or "nothing"
-        return f"unload {loaded}, drop routes and aliases"
-    if kind is K.BUILD_IMAGE:
-        return f"image {after.get('image')}"
+    after, before = action.after, action.before
+    match after:
+        case t.RegisterPayload():
+            text = f"artifact {after.artifact}"
+            text += f", sha256 {after.sha256[:12]}…" if after.sha256 else ", sha256 computed"
+            return text + (f", validation {after.validation.data}" if after.validation else "")
+        case t.VerifyPayload():
+            sha = after.sha256
+            return f"sha256 {sha[:12]}…" if sha else "sha256 recorded at registration"
+        case t.ConformancePayload():
+            return _conformance(after)
+        case t.LoadPayload():
+            return f"{_batching(after.settings.batching)}, replicas {after.replicas}, no traffic"
+        case t.TrafficPayload():
+            text = weights(after.weights)
+            if after.shadow:
+                text += f", mirror {after.shadow.percent}% to {after.shadow.version}"
+            if isinstance(before, t.TrafficPayload):
+                text = f"{weights(before.weights)} -> {text}"
+            return text
+        case t.CheckpointPayload():
+            where = "shadow" if after.shadow else f"{after.weight}%"
+            gates = ", ".join(gate(g) for g in after.gates) or "no gates"
+            return (
+                f"at {where}: hold {format_duration(after.hold)}, every "
+                f"{format_duration(after.interval)}: {gates} (min {after.min_requests} requests)"
+            )
+        case t.PromotePayload():
+            moves = [f"{alias} = {v}" for alias, v in after.aliases.items()]
+            moves += [f"clear {alias}" for alias in after.clear]
+            return ", ".join(moves)
+        case t.RetirePayload():
+            wait = after.after_seconds
+            return f"unload {after.semver}" + (f" after {format_duration(wait)}" if wait else "")
+        case t.UpdateConfigPayload():
+            return _config_change(before, after)
+        case t.DeletePayload():
+            loaded = before.loaded if isinstance(before, t.DeleteBefore) else []
+            return f"unload {', '.join(loaded) or 'nothing'}, drop routes and aliases"
     return ""
 
 
@@ -90,30 +84,30 @@ def rollback(actions: list[t.Action]) -> str:
     return "; ".join(f"{a.kind} {action(a)}" for a in actions)
 
 
-def _conformance(after: dict[str, Any]) -> str:
-    text = f"{after['metric']} vs baseline {after['baseline']:g}"
-    if after.get("tolerance") is not None:
-        text = f"{after['metric']} >= {after['baseline'] - after['tolerance']:.4g} (baseline "
-        text += f"{after['baseline']:g} - {after['tolerance']:g})"
-    limit = after["p99_ms"] * (1 + after["max_increase"])
-    return text + f", p99 <= {limit:.3g}ms ({after['p99_ms']:g}ms +{after['max_increase']:.0%})"
+def _conformance(after: t.ConformancePayload) -> str:
+    text = f"{after.metric} vs baseline {after.baseline:g}"
+    if after.tolerance is not None:
+        text = f"{after.metric} >= {after.baseline - after.tolerance:.4g} (baseline "
+        text += f"{after.baseline:g} - {after.tolerance:g})"
+    limit = after.p99_ms * (1 + after.max_increase)
+    return text + f", p99 <= {limit:.3g}ms ({after.p99_ms:g}ms +{after.max_increase:.0%})"
 
 
-def _batching(settings: dict[str, Any]) -> str:
-    batching = settings.get("batching", {})
-    size = batching.get("max_batch_size", 1)
-    if size <= 1:
+def _batching(batching: spec.Batching) -> str:
+    if batching.max_batch_size <= 1:
         return "no batching"
-    return f"batch <= {size} within {batching.get('max_queue_delay_ms', 0):g}ms"
+    return f"batch <= {batching.max_batch_size} within {batching.max_queue_delay_ms:g}ms"
 
 
-def _config_change(before: dict[str, Any], after: dict[str, Any]) -> str:
+def _config_change(before: t.BeforePayload | None, after: t.UpdateConfigPayload) -> str:
     parts: list[str] = []
-    old = (before.get("settings") or {}).get("batching", {})
-    new = (after.get("settings") or {}).get("batching", {})
+    observed = before if isinstance(before, t.ObservedConfig) else None
+    old = dict((observed.settings if observed else {}).get("batching") or {})
+    new = after.settings.batching.model_dump(mode="json", exclude_none=True)
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):
             parts.append(f"batching.{key} {old.get(key)} -> {new.get(key)}")
-    if before.get("replicas") != after.get("replicas"):
-        parts.append(f"replicas {before.get('replicas')} -> {after.get('replicas')}")
+    replicas = observed.replicas if observed else None
+    if replicas != after.replicas:
+        parts.append(f"replicas {replicas} -> {after.replicas}")
     return ", ".join(parts) or "settings"

@@ -17,7 +17,7 @@ ACTION = t.Action(
     symbol=t.ChangeSymbol.READ,
     after={"stable": "1.0.0", "canary": "1.1.0", "weight": 5, "hold": 10, "interval": 1},
 )
-CHECKPOINT = {"id": ACTION.id, **(ACTION.after or {})}
+CHECKPOINT = {"id": ACTION.id, **ACTION.after.model_dump(mode="json")}
 ROUND = [gates.Measurement("error_rate", Verdict.PASSED, 0.0, "<= 0.001", "ok", 250.0)]
 
 

@@ -24,7 +24,16 @@ def _plan() -> t.Plan:
                 address="version.m@1.0.0",
                 kind=t.ActionKind.LOAD,
                 symbol=t.ChangeSymbol.CREATE,
-                after={"semver": "1.0.0", "settings": {}, "replicas": 1},
+                after={
+                    "semver": "1.0.0",
+                    "settings": {
+                        "signature": {
+                            "inputs": [{"name": "x", "dtype": "FP32", "shape": [-1, 4]}],
+                            "outputs": [{"name": "y", "dtype": "FP32", "shape": [-1, 2]}],
+                        }
+                    },
+                    "replicas": 1,
+                },
             )
         ],
     )

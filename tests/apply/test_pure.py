@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import pydantic
 import pytest
 
-from mlops import errors
 from mlops.apply import rebuild, rollback
 from mlops.plan import types as t
 
@@ -29,63 +29,34 @@ def test_rollback_weights_without_stable_keep_the_others() -> None:
     assert rollback.weights_without({"1.1.0": 100}, "1.1.0", None, {"1.1.0"}) == {}
 
 
-def _action(kind: t.ActionKind, after: dict[str, object]) -> t.Action:
-    return t.Action(
-        id=f"m/{kind}",
-        address="version.m@1.1.0",
-        kind=kind,
-        symbol=t.ChangeSymbol.CREATE,
-        after=after,
+def test_deployment_is_rebuilt_from_the_register_payload_alone() -> None:
+    register = t.RegisterPayload.model_validate(
+        {
+            "semver": "1.1.0",
+            "artifact": "models/m.onnx",
+            "sha256": None,
+            "signature": SIGNATURE,
+            "baseline": {"metric": "accuracy", "value": 0.95, "p99_ms": 12.0},
+            "validation": {"data": "data/v.npz", "tolerance": 0.01},
+        }
     )
-
-
-def _plan(*actions: t.Action) -> t.Plan:
-    return t.Plan(
-        created_at="x", workspace="w", spec_digest="d", state_fingerprint="f", actions=list(actions)
-    )
-
-
-def test_deployment_is_rebuilt_from_the_plan_payloads() -> None:
-    register: dict[str, object] = {
-        "semver": "1.1.0",
-        "artifact": "models/m.onnx",
-        "sha256": None,
-        "validation": "data/v.npz",
-    }
-    plan = _plan(
-        _action(t.ActionKind.REGISTER, register),
-        _action(
-            t.ActionKind.CONFORMANCE_TEST,
-            {
-                "semver": "1.1.0",
-                "metric": "accuracy",
-                "baseline": 0.95,
-                "tolerance": 0.01,
-                "p99_ms": 12.0,
-                "max_increase": 0.2,
-            },
-        ),
-        _action(
-            t.ActionKind.LOAD,
-            {"semver": "1.1.0", "settings": {"signature": SIGNATURE}, "replicas": 1},
-        ),
-    )
-    deployment = rebuild.deployment_for(plan, "m", "1.1.0", register)
+    deployment = rebuild.deployment_for("m", register)
     model = deployment.spec.model
     assert deployment.name == "m" and model.version == "1.1.0"
     assert model.baseline.value == 0.95 and model.baseline.p99_ms == 12.0
     assert model.validation is not None and model.validation.tolerance == 0.01
+    assert model.validation.data == "data/v.npz"
     assert model.signature.inputs[0].name == "input"
 
 
-def test_a_plan_without_signature_cannot_register() -> None:
-    register: dict[str, object] = {
-        "semver": "1.1.0",
-        "artifact": "models/m.onnx",
-        "sha256": None,
-        "validation": None,
-    }
-    with pytest.raises(errors.PlanError, match="signature and baseline"):
-        rebuild.deployment_for(
-            _plan(_action(t.ActionKind.REGISTER, register)), "m", "1.1.0", register
+def test_a_register_payload_without_signature_is_not_a_plan() -> None:
+    # Before, the signature came from another action of the plan, and a plan without one
+    # failed only when apply reached the register step.
+    with pytest.raises(pydantic.ValidationError, match="signature"):
+        t.Action(
+            id="m/01-register",
+            address="version.m@1.1.0",
+            kind=t.ActionKind.REGISTER,
+            symbol=t.ChangeSymbol.CREATE,
+            after={"semver": "1.1.0", "artifact": "models/m.onnx", "sha256": None},
         )

@@ -25,13 +25,14 @@ import pytest
 
 from mlops import api, core
 from mlops import workspace as ws_mod
-from mlops.apply import executor, handlers, journal, recorders
+from mlops.apply import executor, journal, recorders
 from mlops.apply import hooks as hooks_
 from mlops.apply import target as target_
 from mlops.plan import types as t
 from mlops.providers import factory
 from mlops.render import base as render
 from mlops.render import describe
+from mlops.state import models as state
 
 pytestmark = pytest.mark.slow
 
@@ -208,10 +209,8 @@ def stop_at(
     run = journal.Journal.create(target.ws.ensure_state_dir(), part, "parity walk")
     hooks = hooks_.Hooks([recorders.JournalHook(run)])
     gates = {a.id for a in actions if a.kind is K.CHECKPOINT_GATE}
+    # Each action's payload carries all it needs: the executor sees only the first steps.
     runner = executor.Executor(target, part, run, hooks)
-    # The handlers read other actions' payloads (registration needs the load's signature):
-    # they see the whole plan, the executor walks only the first steps.
-    runner.handlers = handlers.Handlers(target, plan, run, hooks)
     assert runner.execute(resumed=False, passed=gates).outcome is executor.Outcome.APPLIED
     others = {m: snapshot(target, m) for m in plan.models if m != model}
     before = snapshot(target, model)
@@ -226,25 +225,25 @@ def stop_at(
     assert steps == expected, where
     assert executed(run, model) == expected, where
     assert describe.rollback(steps) == describe.rollback(expected), where
-    kinds = {step.kind: step.after or {} for step in steps}
-    if K.SET_TRAFFIC in kinds:
-        planned = {v: w for v, w in kinds[K.SET_TRAFFIC]["weights"].items() if w > 0}
+    traffic = next((s.after for s in steps if isinstance(s.after, t.TrafficPayload)), None)
+    retire = next((s.after for s in steps if isinstance(s.after, t.RetirePayload)), None)
+    promote = next((s.after for s in steps if isinstance(s.after, t.PromotePayload)), None)
+    if traffic is not None:
+        planned = {v: w for v, w in traffic.weights.items() if w > 0}
         assert (after["weights"], after["shadow"]) == (planned, None), where
     else:
         assert (after["weights"], after["shadow"]) == (before["weights"], before["shadow"]), where
-    if K.RETIRE in kinds:
-        assert after["loaded"] == before["loaded"] - {kinds[K.RETIRE]["semver"]}, where
+    if retire is not None:
+        assert after["loaded"] == before["loaded"] - {retire.semver}, where
     else:
         assert after["loaded"] == before["loaded"], where
-    if K.PROMOTE in kinds:
-        aliases = dict(kinds[K.PROMOTE]["aliases"])
-        assert after["aliases"] == aliases, where
+    if promote is not None:
+        assert after["aliases"] == dict(promote.aliases), where
     else:
         assert after["aliases"] == before["aliases"], where
     promoted = any(
-        (a.after or {}).get("aliases", {}).get("stable") == canary
+        isinstance(a.after, t.PromotePayload) and a.after.aliases.get("stable") == canary
         for a in actions
-        if a.kind is K.PROMOTE
     )
     if not promoted:
         # Enough: nothing of the candidate is left serving, loaded or named.
@@ -270,7 +269,9 @@ def test_shadow_plan(walk: Walk) -> None:
     walk.write(NAME, spec("1.1.0", shadow=shadow, value=accuracy(walk.trained, "1.1.0")))
     plan = walk.plan()
     traffic = [a.after for a in plan.actions if a.kind is K.SET_TRAFFIC]
-    assert traffic[0] == {"weights": {"1.0.0": 100}, "shadow": {"version": "1.1.0", "percent": 50}}
+    assert traffic[0] == t.TrafficPayload(
+        weights={"1.0.0": 100}, shadow=state.ShadowRoute(version="1.1.0", percent=50)
+    )
     assert check_walk(walk, plan) >= 6
 
 
@@ -282,7 +283,7 @@ def test_two_models_one_first_deployment(walk: Walk) -> None:
     # The first deployment has no stable version: its rollback takes it out of service.
     first = plan.rollback["scorer-b"]
     assert any(
-        s.kind is K.SET_TRAFFIC and s.after == {"weights": {}, "shadow": None}
+        s.kind is K.SET_TRAFFIC and s.after == t.TrafficPayload(weights={}, shadow=None)
         for steps in first.values()
         for s in steps
     )
@@ -294,6 +295,6 @@ def test_stable_not_loaded(walk: Walk) -> None:
     api.down(workspace=walk.root)
     walk.write(NAME, spec("1.1.0", value=accuracy(walk.trained, "1.1.0")))
     plan = walk.plan()
-    loads = [a.after["semver"] for a in plan.actions if a.kind is K.LOAD and a.after]
+    loads = [a.after.semver for a in plan.actions if isinstance(a.after, t.LoadPayload)]
     assert loads == ["1.1.0", "1.0.0"]
     assert check_walk(walk, plan) >= 5

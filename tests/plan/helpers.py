@@ -124,17 +124,17 @@ def kinds(p: t.Plan) -> list[str]:
     """Compact action list: kind, plus the weights of traffic changes."""
     out: list[str] = []
     for action in p.actions:
-        after = action.after or {}
-        if action.kind is t.ActionKind.SET_TRAFFIC:
-            shadow = after.get("shadow")
-            label = ",".join(f"{v}={w}" for v, w in after["weights"].items())
-            out.append(f"set_traffic[{label}{' shadow=' + shadow['version'] if shadow else ''}]")
-        elif action.kind is t.ActionKind.CHECKPOINT_GATE:
-            out.append(f"checkpoint_gate[{after['weight']}]")
-        elif action.kind is t.ActionKind.PROMOTE:
-            out.append(f"promote[{','.join(f'{k}={v}' for k, v in after['aliases'].items())}]")
-        elif action.kind in (t.ActionKind.RETIRE, t.ActionKind.LOAD):
-            out.append(f"{action.kind}[{after['semver']}]")
+        after = action.after
+        if isinstance(after, t.TrafficPayload):
+            shadow = f" shadow={after.shadow.version}" if after.shadow else ""
+            label = ",".join(f"{v}={w}" for v, w in after.weights.items())
+            out.append(f"set_traffic[{label}{shadow}]")
+        elif isinstance(after, t.CheckpointPayload):
+            out.append(f"checkpoint_gate[{after.weight}]")
+        elif isinstance(after, t.PromotePayload):
+            out.append(f"promote[{','.join(f'{k}={v}' for k, v in after.aliases.items())}]")
+        elif isinstance(after, t.RetirePayload | t.LoadPayload):
+            out.append(f"{action.kind}[{after.semver}]")
         else:
             out.append(str(action.kind))
     return out

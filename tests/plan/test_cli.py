@@ -58,7 +58,7 @@ def test_saved_plan_renders_the_same_through_show(mlops: Runner, workspace: Path
     markdown = mlops("show", "plans/release.json", "--format", "markdown").out
     assert markdown.startswith("### mlops plan: 3 to add, 0 to change, 0 to destroy")
     json_plan = mlops("plan", "--format", "json")
-    assert json.loads(json_plan.out)["format_version"] == 1
+    assert json.loads(json_plan.out)["format_version"] == 2
 
 
 def test_plan_file_outside_the_workspace_is_refused(

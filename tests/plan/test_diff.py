@@ -298,17 +298,16 @@ def test_every_action_is_addressed_chained_and_explained() -> None:
 
 def test_gates_hold_and_interval_come_from_the_spec() -> None:
     plan = h.plan([V11_SHADOW], STABLE_V1)
-    gates = [a.after for a in plan.actions if a.kind is t.ActionKind.CHECKPOINT_GATE]
-    assert [(g["weight"], g["hold"], g["shadow"]) for g in gates] == [  # type: ignore[index]
+    gates = [a.after for a in plan.actions if isinstance(a.after, t.CheckpointPayload)]
+    assert [(g.weight, g.hold, g.shadow) for g in gates] == [
         (0, 30.0, True),
         (5, 60.0, False),
         (50, 120.0, False),
     ]
     first = gates[0]
-    assert first is not None
-    assert first["interval"] == 10.0 and first["stable"] == "1.0.0" and first["canary"] == "1.1.0"
+    assert first.interval == 10.0 and first.stable == "1.0.0" and first.canary == "1.1.0"
     # No gates declared: the standard defaults apply.
-    assert first["gates"] == [
+    assert [g.model_dump(exclude_none=True) for g in first.gates] == [
         {"metric": "error_rate", "max": 0.001},
         {"metric": "latency_p99", "max_increase": 0.2},
     ]
@@ -324,15 +323,15 @@ def test_shadow_agreement_gate_only_while_mirroring() -> None:
         """,
     )
     plan = h.plan([dep], STABLE_V1)
-    gates = [a.after for a in plan.actions if a.kind is t.ActionKind.CHECKPOINT_GATE]
-    metrics = [[g["metric"] for g in a["gates"]] for a in gates if a]
+    gates = [a.after for a in plan.actions if isinstance(a.after, t.CheckpointPayload)]
+    metrics = [[g.metric for g in a.gates] for a in gates]
     assert metrics == [["shadow_agreement", "error_rate"], ["error_rate"], ["error_rate"]]
 
 
 def test_load_carries_engine_settings_from_the_spec() -> None:
     plan = h.plan([V11], STABLE_V1)
     load = next(a for a in plan.actions if a.kind is t.ActionKind.LOAD)
-    assert load.after == {
+    assert load.after.model_dump(mode="json", exclude_none=True) == {
         "semver": "1.1.0",
         "settings": {
             "signature": V11.spec.model.signature.model_dump(mode="json"),
@@ -342,12 +341,18 @@ def test_load_carries_engine_settings_from_the_spec() -> None:
         "replicas": 1,
     }
     register = plan.actions[0]
-    assert register.after == {
-        "semver": "1.1.0",
-        "artifact": "models/fraud-1.1.0.onnx",
-        "sha256": None,
-        "validation": "data/fraud-val.npz",
-    }
+    assert register.after == t.RegisterPayload(
+        semver="1.1.0",
+        artifact="models/fraud-1.1.0.onnx",
+        sha256=None,
+        signature=V11.spec.model.signature,
+        baseline=V11.spec.model.baseline,
+        validation=t.ValidationData(data="data/fraud-val.npz", tolerance=0.005),
+    )
+    # The conformance test carries how the version is loaded for it and its validation set.
+    test = next(a.after for a in plan.actions if isinstance(a.after, t.ConformancePayload))
+    assert test.settings == load.after.settings  # type: ignore[union-attr]
+    assert test.validation == "data/fraud-val.npz" and test.replicas == 1
 
 
 def test_estimates_sum_holds_and_requests_at_current_rate() -> None:
@@ -367,16 +372,20 @@ def test_rollback_is_precomputed_for_every_risky_step() -> None:
     assert set(gate_ids) <= set(rollback)
     undo = rollback[gate_ids[0]]
     assert [a.kind for a in undo] == ["set_traffic", "retire", "promote"]
-    assert undo[0].after == {"weights": {"1.0.0": 100}, "shadow": None}
-    assert undo[1].after == {"semver": "1.1.0", "after_seconds": 0.0}
-    assert undo[2].after == {"aliases": {"stable": "1.0.0"}, "clear": ["canary"]}
+    assert undo[0].after == t.TrafficPayload(weights={"1.0.0": 100}, shadow=None)
+    assert undo[1].after == t.RetirePayload(semver="1.1.0", after_seconds=0.0)
+    assert undo[2].after == t.PromotePayload(aliases={"stable": "1.0.0"}, clear=["canary"])
     conformance = next(a.id for a in plan.actions if a.kind is t.ActionKind.CONFORMANCE_TEST)
     # The conformance test runs the candidate loaded, with no traffic: it is unloaded again.
     assert [(a.kind, a.after) for a in rollback[conformance]] == [
-        ("retire", {"semver": "1.1.0", "after_seconds": 0.0})
+        ("retire", t.RetirePayload(semver="1.1.0", after_seconds=0.0))
     ]
     # Every step of the rollout up to the promotion carries its rollback.
-    stop = next(a.id for a in plan.actions if (a.after or {}).get("aliases", {}).get("stable"))
+    stop = next(
+        a.id
+        for a in plan.actions
+        if isinstance(a.after, t.PromotePayload) and "stable" in a.after.aliases
+    )
     steps = [a.id for a in plan.actions]
     assert set(steps[steps.index(conformance) : steps.index(stop)]) <= set(rollback)
     promote = [a.id for a in plan.actions if a.kind is t.ActionKind.PROMOTE][-1]

@@ -80,11 +80,11 @@ def test_other_served_bytes_are_an_outside_change_that_the_plan_repairs() -> Non
     assert change.address == "version.fraud@1.0.0" and change.field == "sha256"
     assert (change.expected, change.actual) == (GOOD, BAD)
     verify, reload = plan.actions
-    assert verify.kind is K.VERIFY and verify.after == {"semver": "1.0.0", "sha256": GOOD}
+    assert verify.kind is K.VERIFY and verify.after == t.VerifyPayload(semver="1.0.0", sha256=GOOD)
     assert reload.kind is K.LOAD and reload.symbol is t.ChangeSymbol.REPLACE
     assert reload.address == "version.fraud@1.0.0"
     # The settings carry the digest the engine must serve: a reload, never a no-op.
-    assert reload.after is not None and reload.after["settings"]["sha256"] == GOOD
+    assert isinstance(reload.after, t.LoadPayload) and reload.after.settings.sha256 == GOOD
     assert BAD in reload.reason and GOOD in reload.reason and "reload" in reload.reason
     change_of_model = plan.models["fraud"]
     assert change_of_model.strategy == "restore" and "other bytes" in change_of_model.reason
@@ -115,7 +115,7 @@ def test_a_tampered_stable_is_reloaded_during_a_rollout() -> None:
     plan = h.plan([h.deployment(version="1.1.0")], live)
     loads = [a for a in plan.actions if a.kind is K.LOAD]
     assert [a.address for a in loads] == ["version.fraud@1.0.0"]
-    assert loads[0].after is not None and loads[0].after["settings"]["sha256"] == GOOD
+    assert isinstance(loads[0].after, t.LoadPayload) and loads[0].after.settings.sha256 == GOOD
 
 
 def test_unpinned_artifact_with_other_bytes_than_the_registered_semver_is_an_error() -> None:

@@ -35,7 +35,10 @@ def test_round_trip(tmp_path: Path) -> None:
         ("{not json", "not a plan file (invalid JSON"),
         ("[1, 2]", "not a plan file (no format_version)"),
         ('{"format_version": 99}', "plan format version 99 is not supported"),
-        ('{"format_version": 1, "created_at": "x"}', "invalid plan file"),
+        (
+            '{"format_version": 2, "schema_version": "mlops-plan/v2", "created_at": "x"}',
+            "invalid plan file",
+        ),
     ],
 )
 def test_bad_plan_files_are_refused(tmp_path: Path, content: str, message: str) -> None:

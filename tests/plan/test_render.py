@@ -117,9 +117,10 @@ def test_json_rendering_is_the_plan() -> None:
     plan = _rollout_plan()
     document = json.loads(base.view("json").render(plan))
     assert t.Plan.model_validate(document) == plan
-    assert document["format_version"] == 1
-    assert list(document)[:5] == [
+    assert document["format_version"] == 2 and document["schema_version"] == "mlops-plan/v2"
+    assert list(document)[:6] == [
         "format_version",
+        "schema_version",
         "created_at",
         "workspace",
         "spec_digest",

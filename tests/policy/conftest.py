@@ -46,16 +46,34 @@ class _Seq:
         )
 
 
+SIGNATURE = {
+    "inputs": [{"name": "input", "dtype": "FP32", "shape": [-1, 4]}],
+    "outputs": [{"name": "score", "dtype": "FP32", "shape": [-1, 2]}],
+}
+
+
 def _introduce(seq: _Seq, version: str, sha256: str | None) -> None:
     address = Address.version(seq.name, version)
     seq.add(
         K.REGISTER,
         address,
-        {"semver": version, "artifact": "models/m.onnx", "sha256": sha256, "validation": None},
+        {
+            "semver": version,
+            "artifact": "models/m.onnx",
+            "sha256": sha256,
+            "signature": SIGNATURE,
+            "baseline": {"value": 0.9, "p99_ms": 10.0},
+            "validation": None,
+        },
         symbol=S.CREATE,
     )
     seq.add(K.VERIFY, address, {"semver": version, "sha256": sha256 or "b" * 64}, symbol=S.READ)
-    seq.add(K.LOAD, address, {"semver": version, "settings": {}, "replicas": 1}, symbol=S.CREATE)
+    seq.add(
+        K.LOAD,
+        address,
+        {"semver": version, "settings": {"signature": SIGNATURE}, "replicas": 1},
+        symbol=S.CREATE,
+    )
 
 
 def _checkpoint(
