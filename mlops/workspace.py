@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mlops import errors
 from mlops.spec import models as spec
+from mlops.spec.paths import resolve_inside as resolve_inside  # public here too
 
 CONFIG_FILE = "mlops.yaml"
 STATE_DIR = ".mlops"
@@ -71,17 +72,6 @@ class Workspace:
     def inside(self, path: Path, *, what: str = "path") -> Path:
         """Resolve `path` (symlinks included) and require it to stay inside the workspace."""
         return resolve_inside(path, self.root, what=what)
-
-
-def resolve_inside(path: Path, root: Path, *, what: str = "path") -> Path:
-    """Resolve `path` and refuse it when it (or a symlink on the way) leaves `root`."""
-    if "\x00" in str(path):
-        raise errors.UsageError(f"{what} contains a NUL byte")
-    root_real = Path(os.path.realpath(root))
-    real = Path(os.path.realpath(path if path.is_absolute() else root / path))
-    if real != root_real and root_real not in real.parents:
-        raise errors.UsageError(f"{what} {str(path)!r} is outside the workspace {root_real}")
-    return real
 
 
 def is_loopback(host: str) -> bool:

@@ -16,10 +16,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from mlops import errors, gcpause, workspace
+from mlops import errors, gcpause
 from mlops.spec import models as spec
 from mlops.spec import problems as prob
 from mlops.spec import refs, safeyaml
+from mlops.spec.paths import resolve_inside
 
 Problem = prob.Problem
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -228,7 +229,7 @@ def _inside(
     base = Path(os.path.abspath(spec_file)).parent
     candidate = Path(raw) if Path(raw).is_absolute() else base / raw
     try:
-        return workspace.resolve_inside(candidate, root, what=field[-1])
+        return resolve_inside(candidate, root, what=field[-1])
     except errors.MlopsError:
         line, column = positions.of(field)
         message = f"{raw!r} leads outside the workspace {root} (paths must stay inside it)"
