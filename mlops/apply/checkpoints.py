@@ -153,10 +153,9 @@ def hold(
     start = clock()
     # Providers that build their own series (the built-in scraper) take a first snapshot now,
     # so the first measurement covers a full interval.
-    observe = getattr(metrics, "observe", None)
-    if callable(observe):
+    if isinstance(metrics, base.SelfSampling):
         with contextlib.suppress(errors.TransientError):  # the first round reports it
-            observe()
+            metrics.observe()
     hooks.on_hold_start(point.model, event, point.hold)
     previous: float | None = None  # when the last round ended, from the start of the hold
     while True:

@@ -90,10 +90,7 @@ def _check_sha(
     result["sha256"] = actual
     if actual != expected:
         return [f"artifact sha256 {actual} is not the registered {expected}"]
-    served: Callable[[str, str], Path | None] | None = getattr(
-        target.runtime, "served_artifact", None
-    )
-    copy = served(model, semver) if served else None
+    copy = target.runtime.served_artifact(model, semver)
     if copy is not None and checks.sha256_of(copy) != expected:
         return [f"the engine's copy of {model}@{semver} does not match sha256 {expected}"]
     return []

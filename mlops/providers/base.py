@@ -1,4 +1,5 @@
-"""One narrow Protocol per backend kind. Implementations live one per module; `factory` picks.
+"""One narrow Protocol per backend kind. Implementations live one subpackage per backend;
+`factory` picks. Every method the controller calls on a provider is declared here.
 
 Every read that the planner makes is batched: one call per provider, never one per model.
 """
@@ -88,6 +89,22 @@ class Runtime(Protocol):
 
     def inference_url(self) -> str: ...
 
+    @property
+    def request_rates(self) -> Mapping[str, float]:
+        """Requests/s per model as of the last `refresh`, for runtimes that measure traffic
+        themselves (the local engine); empty where the caller measures it (kubernetes)."""
+        ...
+
+    def worker_admin_urls(self) -> list[str]:
+        """The admin address of every engine worker, for the built-in metrics scraper; empty
+        when the workers are not reachable from here (kubernetes pods)."""
+        ...
+
+    def served_artifact(self, name: str, semver: str) -> Path | None:
+        """The runtime's own copy of a version's artifact, for conformance to hash what is
+        actually served; None when there is no local copy (pods fetch their own)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -118,4 +135,15 @@ class Metrics(Protocol):
         returns a Sample with `error` set. `traffic` chooses which requests are judged:
         `routed` (what the router sent it; never direct calls) or `shadow` (what it ran as
         a shadow: mirrored copies, or a gateway's mirror arriving as routed)."""
+        ...
+
+
+@runtime_checkable
+class SelfSampling(Protocol):
+    """A Metrics backend that builds its own series from snapshots (the built-in scraper of
+    the engine's counters), unlike one that keeps history itself (Prometheus). A gate hold
+    takes a first snapshot when it starts, so its first measurement covers a whole interval."""
+
+    def observe(self) -> str | None:
+        """Take a snapshot now (unless the last one is fresh); an error text, or None."""
         ...

@@ -31,9 +31,10 @@ def runtime(ws: ws_mod.Workspace) -> base.Runtime:
 
 
 def metrics(ws: ws_mod.Workspace, runtime: base.Runtime) -> base.Metrics:
-    """Gate metrics per `mlops.yaml` `metrics`: a Prometheus URL as given; `prometheus` starts
-    (or reuses) the workspace's own Prometheus, or falls back to the built-in scraper when the
-    Prometheus package is not installed; `builtin` scrapes the engine's /metrics directly.
+    """Gate metrics per `mlops.yaml` `metrics`: a Prometheus URL as given; `prometheus` reads
+    the workspace's own Prometheus (the local runtime's `ensure_running` starts it with the
+    engine), or falls back to the built-in scraper when the Prometheus package is not
+    installed; `builtin` scrapes the engine's /metrics directly. Nothing is started here.
     Keep one instance per apply run: the built-in scraper's series lives in the object."""
     from mlops import errors
     from mlops.providers.metrics import builtin as builtin_metrics
@@ -42,9 +43,10 @@ def metrics(ws: ws_mod.Workspace, runtime: base.Runtime) -> base.Metrics:
     setting = ws.config.metrics
     if setting.startswith(("http://", "https://")):
         return prometheus.PrometheusMetrics(setting)
+    if ws.config.target != "local":
+        raise errors.ConfigError(
+            f"metrics: {setting} needs the local target; set a Prometheus URL the cluster feeds"
+        )
     if setting == "prometheus" and prometheus.installed():
-        return prometheus.PrometheusMetrics(prometheus.PrometheusServer(ws).start())
-    admin_urls = getattr(runtime, "worker_admin_urls", None)
-    if admin_urls is None:
-        raise errors.ConfigError("metrics: builtin needs the local target; set a Prometheus URL")
-    return builtin_metrics.BuiltinMetrics(admin_urls)
+        return prometheus.PrometheusMetrics(prometheus.PrometheusServer(ws).url)
+    return builtin_metrics.BuiltinMetrics(runtime.worker_admin_urls)

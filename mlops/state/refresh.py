@@ -38,7 +38,7 @@ def refresh(
             served = runtime.refresh(wanted)
             # Runtimes that measure traffic themselves (the local engine) report it from the
             # same pass; others leave it to the caller's `traffic_rate`.
-            rates = dict(getattr(runtime, "request_rates", None) or {})
+            rates = dict(runtime.request_rates)
         except errors.TransientError:
             # Stopped between the probe and the read: the same as not started.
             reachable = False

@@ -60,13 +60,14 @@ class LocalRuntime:
         it served (versions and weights): the engine cannot change its worker count live."""
         record = self.process.record()
         if record is not None and record.replicas == replicas:
+            self._ensure_prometheus()
             return
         snapshot = self.refresh() if record is not None else {}
         if record is not None:
             self._save_desired(self.desired())  # the new workers start from it
             self.stop()
         self.process.start(replicas)
-        self._retarget_prometheus()
+        self._ensure_prometheus()
         for name, model in snapshot.items():
             for semver in model.loaded:
                 settings = self._staged_settings(name, semver)
@@ -82,12 +83,16 @@ class LocalRuntime:
         self._admins.clear()
         return self.process.stop()
 
-    def _retarget_prometheus(self) -> None:
-        # New workers, new admin addresses: a running workspace Prometheus must follow them.
+    def _ensure_prometheus(self) -> None:
+        """The workspace's own Prometheus (`metrics: prometheus`) runs beside the engine: it is
+        started here, with the engine, never by the provider factory. New workers have new
+        admin addresses: a running one follows them (`start` re-syncs its targets)."""
         from mlops.providers.metrics import prometheus
 
         server = prometheus.PrometheusServer(self.workspace)
-        if server.running():
+        if self.workspace.config.metrics == "prometheus" and prometheus.installed():
+            server.start()
+        elif server.running():
             server.sync_targets()
 
     def worker_admin_urls(self) -> list[str]:

@@ -185,6 +185,16 @@ class KubernetesRuntime:
             raise errors.TransientError(f"gateway {gateway.name} has no address yet")
         return f"http://{addresses[0]['value']}"
 
+    @property
+    def request_rates(self) -> Mapping[str, float]:
+        return {}  # no engine counters reach here: traffic comes from the caller (Prometheus)
+
+    def worker_admin_urls(self) -> list[str]:
+        return []  # pods are not reachable from the controller's machine
+
+    def served_artifact(self, name: str, semver: str) -> Path | None:
+        return None  # each pod fetches the artifact itself and checks its sha256
+
     def refresh(self, names: Sequence[str] | None = None) -> dict[str, state.RuntimeModel]:
         """One list call per kind (Deployments, HTTPRoutes), filtered by label."""
         deployments = self._deployments()

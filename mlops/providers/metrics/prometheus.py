@@ -48,7 +48,9 @@ class PrometheusServer:
     def url(self) -> str:
         record = self._record()
         if record is None:
-            raise errors.TransientError("the workspace's Prometheus is not running")
+            raise errors.TransientError(
+                "the workspace's Prometheus is not running (apply starts it with the engine)"
+            )
         return f"http://127.0.0.1:{record['port']}"
 
     def running(self) -> bool:
@@ -187,9 +189,6 @@ class PrometheusMetrics:
         self._client = PrometheusConnect(
             url, disable_ssl=True, retry=Retry(total=0), timeout=QUERY_TIMEOUT_S
         )
-
-    def observe(self) -> str | None:
-        return None  # Prometheus keeps its own series
 
     def sample(
         self,
