@@ -46,9 +46,14 @@ def loads(text: str, *, source: str = "plan") -> t.Plan:
         return t.Plan.model_validate(data)
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])[:200]
-        message = " ".join(first["msg"].split())[:300]
+        where = _printable(".".join(str(part) for part in first["loc"]))[:200]
+        message = _printable(first["msg"])[:300]
         raise errors.UsageError(f"{source}: invalid plan file: {where}: {message}") from None
+
+
+def _printable(text: str) -> str:
+    """One line: the file's keys and values may hold line breaks and control characters."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _short(value: object) -> str:

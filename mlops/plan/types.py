@@ -316,22 +316,23 @@ class Action(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(max_length=512)  # unique within the plan, e.g. "fraud-scorer/03-set_traffic-5"
-    address: str = Field(max_length=512)  # mlops.core.Address
-    model: ModelName = Field(description="the model the action belongs to")
+    address: str = Field(  # mlops.core.Address
+        pattern=r"^(deployment|traffic)\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+        r"|^version\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?@[0-9A-Za-z][0-9A-Za-z.+-]{0,127}$",
+        description="deployment.NAME, version.NAME@SEMVER or traffic.NAME",
+    )
+    model: ModelName = Field(
+        default_factory=lambda data: Address(data["address"]).model,
+        description="the model the action belongs to (default: the address's)",
+    )
     kind: ActionKind
     symbol: ChangeSymbol
     before: BeforePayload | None = None
     after: AfterPayload
     reason: str = Field(default="", max_length=MAX_TEXT)  # display only
-    depends_on: list[str] = Field(default_factory=list, max_length=16)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _model_of_address(cls, data: Any) -> Any:
-        """`model` defaults to the address's (actions built before it existed)."""
-        if isinstance(data, dict) and "model" not in data and isinstance(data.get("address"), str):
-            return {**data, "model": Address(data["address"]).model}
-        return data
+    depends_on: list[Annotated[str, Field(max_length=512)]] = Field(
+        default_factory=list, max_length=16
+    )
 
     @field_validator("after", mode="before")
     @classmethod

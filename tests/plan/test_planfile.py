@@ -48,6 +48,77 @@ def test_bad_plan_files_are_refused(tmp_path: Path, content: str, message: str) 
         planfile.load(path)
 
 
+def _saved(tmp_path: Path, data: dict[str, object]) -> Path:
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_version_1_plan_file_is_refused_in_one_line_saying_to_plan_again(
+    tmp_path: Path,
+) -> None:
+    # What `mlops plan -o` wrote before payloads were typed: untyped payloads, no model.
+    data = json.loads(planfile.dumps(h.plan([V11_SHADOW], STABLE_V1)))
+    data["format_version"] = 1
+    del data["schema_version"]
+    for action in data["actions"]:
+        del action["model"]
+    with pytest.raises(errors.UsageError) as info:
+        planfile.load(_saved(tmp_path, data))
+    message = info.value.message
+    assert "\n" not in message and message.endswith("; plan again")
+    assert "plan format version 1 is not supported" in message and "mlops-plan/v2" in message
+
+
+@pytest.mark.parametrize("schema", ["mlops-plan/v3", None, 2, "x" * 10_000])
+def test_another_schema_is_refused(tmp_path: Path, schema: object) -> None:
+    data = json.loads(planfile.dumps(h.plan([V11_SHADOW], STABLE_V1)))
+    data["schema_version"] = schema
+    if schema is None:
+        del data["schema_version"]
+    with pytest.raises(errors.UsageError, match=r"is not supported .*; plan again$") as info:
+        planfile.load(_saved(tmp_path, data))
+    assert len(info.value.message) < 300  # a hostile value is cut, not echoed
+
+
+def test_a_hostile_payload_gets_a_short_one_line_error(tmp_path: Path) -> None:
+    data = json.loads(planfile.dumps(h.plan([V11_SHADOW], STABLE_V1)))
+    traffic = next(a for a in data["actions"] if a["kind"] == "set_traffic")
+    traffic["after"]["weights"] = {"1.0.0\n" + "9" * 100_000: 100}
+    with pytest.raises(errors.UsageError) as info:
+        planfile.load(_saved(tmp_path, data))
+    message = info.value.message
+    assert "invalid plan file: actions." in message and ".after.weights" in message
+    assert "\n" not in message and len(message) < 700
+
+
+def test_a_payload_that_does_not_match_its_kind_is_refused(tmp_path: Path) -> None:
+    data = json.loads(planfile.dumps(h.plan([V11_SHADOW], STABLE_V1)))
+    index, retire = next((i, a) for i, a in enumerate(data["actions"]) if a["kind"] == "retire")
+    # A retire payload under another kind is validated as that kind's model, and refused.
+    retire["kind"] = "verify"
+    with pytest.raises(errors.UsageError, match=rf"actions\.{index}\.after\.sha256: Field req"):
+        planfile.load(_saved(tmp_path, data))
+
+
+@pytest.mark.parametrize("address", ["nodot", "version.fraud", "traffic.Fraud", 7])
+def test_a_malformed_address_is_refused_without_a_traceback(
+    tmp_path: Path, address: object
+) -> None:
+    data = json.loads(planfile.dumps(h.plan([V11_SHADOW], STABLE_V1)))
+    data["actions"][0]["address"] = address
+    del data["actions"][0]["model"]  # the default is the address's model: never reached
+    with pytest.raises(errors.UsageError, match=r"invalid plan file: actions\.0\.address: "):
+        planfile.load(_saved(tmp_path, data))
+
+
+def test_an_action_of_another_model_than_its_address_is_refused(tmp_path: Path) -> None:
+    data = json.loads(planfile.dumps(h.plan([V11_SHADOW], STABLE_V1)))
+    data["actions"][0]["model"] = "other"
+    with pytest.raises(errors.UsageError, match="is not of model other"):
+        planfile.load(_saved(tmp_path, data))
+
+
 def test_missing_and_binary_plan_files(tmp_path: Path) -> None:
     with pytest.raises(errors.UsageError, match="does not exist"):
         planfile.load(tmp_path / "absent.json")
