@@ -251,15 +251,15 @@ def test_stalled_body_is_answered_408(limited: LimitedEngine) -> None:
 
 
 def test_a_slow_body_that_keeps_arriving_is_served(limited: LimitedEngine) -> None:
-    """The body limit is on pauses, not on the whole body: 3 pauses of half the limit."""
+    """The body limit is on pauses, not on the whole body: 5 pauses of 0.3 x the limit."""
     body = json.dumps(infer_body()).encode()
-    pause = limited.config.body_timeout_s / 2
+    pause = limited.config.body_timeout_s * 0.3
     with connect(limited.port) as sock:
         sock.sendall(post_infer(body))
-        third = len(body) // 3
-        for piece in (body[:third], body[third : 2 * third], body[2 * third :]):
+        fifth = len(body) // 5 + 1
+        for start in range(0, len(body), fifth):
             time.sleep(pause)
-            sock.sendall(piece)
+            sock.sendall(body[start : start + fifth])
         assert read_answer(sock).status == 200
 
 
