@@ -32,7 +32,10 @@ PLAN_FORMAT_VERSION: Final = 2
 PLAN_SCHEMA: Final = "mlops-plan/v2"
 
 # Bounds on what a plan file may hold: it is untrusted input (a file anyone can hand over).
-MAX_VERSIONS = 64  # versions in one weight table, one alias map, one loaded list
+MAX_VERSIONS = 64  # versions in one weight table or loaded list (the engine's own limit)
+# What the registry holds is observed, not planned: bounded generously, never below reality.
+MAX_ALIASES = 1_000
+MAX_REGISTERED = 100_000
 MAX_GATES = 64
 MAX_TEXT = 4096
 
@@ -233,7 +236,7 @@ class PromotePayload(Payload):
 class Aliases(Payload):
     """The registry's aliases before the step."""
 
-    aliases: dict[Text, Text] = Field(max_length=MAX_VERSIONS, description="alias -> version")
+    aliases: dict[Text, Text] = Field(max_length=MAX_ALIASES, description="alias -> version")
 
 
 class RetirePayload(Payload):
@@ -254,8 +257,8 @@ class DeletePayload(Payload):
 class DeleteBefore(Payload):
     """What the model had before the delete."""
 
-    versions: list[Text] = Field(max_length=10_000, description="registered versions")
-    aliases: dict[Text, Text] = Field(max_length=MAX_VERSIONS, description="alias -> version")
+    versions: list[Text] = Field(max_length=MAX_REGISTERED, description="registered versions")
+    aliases: dict[Text, Text] = Field(max_length=MAX_ALIASES, description="alias -> version")
     loaded: list[Version] = Field(max_length=MAX_VERSIONS, description="loaded versions")
     weights: Weights = Field(description="serving weights")
 

@@ -15,8 +15,9 @@ from mlops.providers import factory
 from mlops.spec import load
 from mlops.state import applied, refresh
 from mlops.state import models as state
+from tests.support import Runner
 
-from .conftest import Runner, set_version
+from .conftest import set_version
 
 SPEC = Path("specs/fraud-scorer.yaml")
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from mlops import workspace as ws_mod
-from mlops.plan import payloads
+from mlops.plan import diff, payloads
 from mlops.plan import types as t
 from mlops.providers import factory
 from mlops.providers.engine.runtime import LocalRuntime
@@ -26,9 +26,9 @@ from mlops.spec import load
 from mlops.state import applied
 from mlops.state import models as state
 from tests.runtime.support import free_port
+from tests.support import Runner
 
 from . import helpers as h
-from .conftest import Runner
 from .test_cli import SPEC, register
 
 GOOD = "a" * 64
@@ -121,7 +121,7 @@ def test_a_tampered_stable_is_reloaded_during_a_rollout() -> None:
 def test_unpinned_artifact_with_other_bytes_than_the_registered_semver_is_an_error() -> None:
     live, dep = _live({"1.0.0": [GOOD]})
     desired = h.desired(dep)
-    plan = h.diff.diff(
+    plan = diff.diff(
         [replace(desired, artifact_sha256=BAD)],
         live,
         workspace="/ws",
@@ -135,7 +135,7 @@ def test_unpinned_artifact_with_other_bytes_than_the_registered_semver_is_an_err
 
 def test_unpinned_artifact_with_the_registered_bytes_is_fine() -> None:
     live, dep = _live({"1.0.0": [GOOD]})
-    plan = h.diff.diff(
+    plan = diff.diff(
         [replace(h.desired(dep), artifact_sha256=GOOD)],
         live,
         workspace="/ws",

@@ -93,7 +93,8 @@ def test_rollback_entries_are_typed_actions() -> None:
     plan = t.Plan.model_validate(_rollout())
     steps = [s for by_anchor in plan.rollback.values() for ss in by_anchor.values() for s in ss]
     assert steps and all(isinstance(s, t.Action) for s in steps)
-    assert {type(s.after) for s in steps} <= {t.TrafficPayload, t.RetirePayload, t.PromotePayload}
+    allowed: set[type[t.Payload]] = {t.TrafficPayload, t.RetirePayload, t.PromotePayload}
+    assert {type(s.after) for s in steps} <= allowed
     assert all(s.model == s.id.split("/", 1)[0] for s in steps)
 
 
