@@ -1,16 +1,21 @@
 """The one place that wires layers together: plan(), apply(), status(), drift(), ...
 
-The CLI parses arguments and renders; everything it does goes through a function here.
-Heavy providers are imported inside functions, so importing this module stays cheap.
+The CLI parses arguments and renders; everything it does goes through a function here, and
+every function returns a typed result (the types are named here for the commands, which
+import nothing else of the controller: .importlinter). Heavy providers are imported inside
+functions, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlops.drift import hook as _drift_hook
+
 if TYPE_CHECKING:
-    from mlops.state.models import RegistryModel
+    from mlops.state.models import RegistryModel as RegistryModel
     from mlops.workspace import Workspace
 
 
@@ -48,6 +53,13 @@ def registry_show(
 if TYPE_CHECKING:
     from mlops.drift import report as drift_report
     from mlops.policy import evaluate as policy_evaluate
+
+    DriftRun = drift_report.DriftRun
+    PolicyOutcome = policy_evaluate.Outcome
+
+# Seconds before the on_drift command is killed (the default `mlops drift --hook-timeout`
+# shows). A light module: subprocess and signal handling only.
+DRIFT_HOOK_TIMEOUT = _drift_hook.DEFAULT_TIMEOUT
 
 
 def _user_path(ws: Workspace, path: str | Path, what: str) -> Path:
@@ -153,7 +165,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from mlops.plan.diff import Desired
-    from mlops.plan.types import Plan
+    from mlops.plan.types import Plan as Plan
     from mlops.providers.base import Runtime
     from mlops.spec.load import LoadedSpec
     from mlops.state.models import LiveState
@@ -275,11 +287,22 @@ def _runtime(ws: Workspace) -> Runtime:
 
 # --- apply, status, promote, rollback, unlock ---------------------------------------------------
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from typing import Any
+    from collections.abc import Callable, Mapping
+    from typing import IO, Any
+
+    from mlops import errors as errors_
+    from mlops.apply import executor, hooks, lock
+    from mlops.apply import rollback as rollback_
+    from mlops.apply.target import Target
+
+    # The results and listener the commands name (annotations only: nothing is imported).
+    ApplyResult = executor.Result
+    RollbackResult = rollback_.RollbackResult
+    LockInfo = lock.LockInfo
+    Listener = hooks.Hook
 
 
-def _apply_target(ws: Workspace) -> Any:
+def _apply_target(ws: Workspace) -> Target:
     """Registry, runtime and (lazily) metrics for an apply session."""
     from mlops import errors
     from mlops.apply import target
@@ -301,10 +324,10 @@ def apply(
     paths: Sequence[str | Path] = (),
     *,
     workspace: str | Path | None = None,
-    confirm: Callable[[Any], bool] | None = None,
+    confirm: Callable[[Plan], bool] | None = None,
     lock_timeout: float = 0.0,
-    listeners: Sequence[Any] = (),
-) -> Any:
+    listeners: Sequence[Listener] = (),
+) -> ApplyResult:
     """Execute a saved plan (or plan `paths` first and ask `confirm`). Returns the run result;
     the caller maps rolled back / paused outcomes to exit codes 3 / 4."""
     from mlops import errors
@@ -337,8 +360,8 @@ def promote(
     *,
     workspace: str | Path | None = None,
     lock_timeout: float = 0.0,
-    listeners: Sequence[Any] = (),
-) -> Any:
+    listeners: Sequence[Listener] = (),
+) -> ApplyResult:
     """Resume `name`'s paused rollout, its paused checkpoint passed by this decision."""
     from mlops import workspace as ws_mod
     from mlops.apply import session
@@ -352,8 +375,8 @@ def rollback(
     *,
     workspace: str | Path | None = None,
     lock_timeout: float = 0.0,
-    listeners: Sequence[Any] = (),
-) -> Any:
+    listeners: Sequence[Listener] = (),
+) -> RollbackResult:
     """Roll `name`'s candidate back now: weight 0, unload, aliases, mark rejected."""
     from mlops import workspace as ws_mod
     from mlops.apply import session
@@ -364,7 +387,7 @@ def rollback(
     )
 
 
-def unlock(lock_id: str, *, workspace: str | Path | None = None) -> Any:
+def unlock(lock_id: str, *, workspace: str | Path | None = None) -> LockInfo:
     """Release the workspace lock `lock_id` (a run that died while holding it)."""
     from mlops import workspace as ws_mod
     from mlops.apply import lock
@@ -381,7 +404,46 @@ def status(name: str | None = None, *, workspace: str | Path | None = None) -> d
     return status_mod.collect(_apply_target(ws), name)
 
 
-def _live_for_apply(ws: Workspace, target: Any, saved: Plan, paths: Sequence[str | Path]) -> Any:
+def progress_view(stream: IO[str]) -> Listener:
+    """The live progress of apply, promote and rollback on `stream` (pass it in `listeners`)."""
+    from mlops.apply import progress
+
+    return progress.Progress(stream)
+
+
+def outcome_error(result: ApplyResult) -> errors_.MlopsError | None:
+    """What ends a run that did not apply everything: RolledBackError (exit 3) naming the
+    models rolled back or aborted, PausedError (exit 4) naming the paused ones; else None."""
+    from mlops import errors
+    from mlops.apply.executor import Outcome
+
+    def reasons(models: list[str]) -> str:
+        return "; ".join(f"{m}: {result.reasons.get(m, '')}" for m in models)
+
+    if result.outcome in (Outcome.ROLLED_BACK, Outcome.ABORTED):
+        undone = (Outcome.ROLLED_BACK, Outcome.ABORTED)
+        stopped = [m for m, o in result.models.items() if o in undone]
+        return errors.RolledBackError("rolled back: " + reasons(stopped))
+    if result.outcome is Outcome.PAUSED:
+        paused = [m for m, o in result.models.items() if o is Outcome.PAUSED]
+        return errors.PausedError(
+            "paused: "
+            + reasons(paused)
+            + " (mlops promote NAME resumes, mlops rollback NAME undoes)"
+        )
+    return None
+
+
+def status_text(document: Mapping[str, Any]) -> str:
+    """The human view of `status`'s document."""
+    from mlops.apply import status as status_mod
+
+    return status_mod.render_text(dict(document))
+
+
+def _live_for_apply(
+    ws: Workspace, target: Target, saved: Plan, paths: Sequence[str | Path]
+) -> LiveState:
     """Live state over the same models `plan` refreshed, for the staleness check: the specs'
     models (when applying from PATHs) or the plan's own models, plus what mlops manages."""
     from mlops.core import Address
@@ -427,3 +489,89 @@ def manifests(
     ws = ws_mod.open_workspace(workspace)
     options = kubernetes.options_for(ws, engine=engine)
     return kubernetes.render_workspace(ws, paths, options, model_version=model_version)
+
+
+def manifests_yaml(objects: Sequence[Mapping[str, Any]]) -> str:
+    """Kubernetes objects as one multi-document YAML text, as `kubectl apply -f` reads it."""
+    from mlops.providers.kubernetes import runtime as kubernetes
+
+    return kubernetes.to_yaml([dict(obj) for obj in objects])
+
+
+# --- drift views -------------------------------------------------------------------------------
+
+
+def drift_text(run: DriftRun) -> str:
+    from mlops.drift import report as drift_report
+
+    return drift_report.to_text(run)
+
+
+def drift_json(run: DriftRun) -> dict[str, Any]:
+    """The documented JSON document of `mlops drift --format json` (docs/drift.md)."""
+    from mlops.drift import report as drift_report
+
+    return drift_report.to_json(run)
+
+
+# --- validate ----------------------------------------------------------------------------------
+if TYPE_CHECKING:
+    from mlops.spec import load as spec_load
+
+    SpecProblem = spec_load.Problem
+
+
+@dataclass(frozen=True)
+class SpecCheck:
+    """What `validate` found: the specs that loaded, every problem (file:line:col), and the
+    workspace's warnings (e.g. a serve address off loopback)."""
+
+    root: Path
+    loaded: list[LoadedSpec]
+    problems: list[SpecProblem]
+    warnings: list[str]
+
+    @property
+    def spec_digest(self) -> str | None:
+        """The digest a plan of these specs records; None while there are problems."""
+        from mlops.spec import load
+
+        return None if self.problems else load.spec_digest(self.loaded)
+
+
+def validate(
+    paths: Sequence[Path] = (), *, workspace: str | Path | None = None, check_files: bool = False
+) -> SpecCheck:
+    """Load and check spec files (default: the workspace's specs/) and the workspace's
+    mlops.yaml; collects every problem instead of raising. Never writes anything."""
+    from mlops import errors
+    from mlops import workspace as ws_mod
+    from mlops.spec import load
+
+    root = Path(workspace).resolve() if workspace else ws_mod.find_root()
+    if not root.is_dir():
+        raise errors.UsageError(f"workspace {str(root)!r} is not a directory")
+    targets = list(paths) or [_display(root / "specs", root)]
+    problems: list[SpecProblem] = []
+    warnings: list[str] = []
+    config = root / ws_mod.CONFIG_FILE
+    if config.is_file():
+        try:
+            warnings = ws_mod.serve_warnings(load.load_workspace_config(_display(config, root)))
+        except load.ConfigProblems as exc:
+            problems.extend(exc.problems)
+    loaded: list[LoadedSpec] = []
+    try:
+        loaded = load.load_specs(targets, root, check_files=check_files)
+    except errors.SpecError as exc:
+        problems.extend(p for p in exc.problems if isinstance(p, load.Problem))
+    return SpecCheck(root=root, loaded=loaded, problems=problems, warnings=warnings)
+
+
+def _display(path: Path, root: Path) -> Path:
+    """Relative to the current directory when that is inside the workspace (shorter
+    messages, and load_specs reads relative paths from there), else absolute."""
+    import os
+
+    cwd = Path.cwd().resolve()
+    return Path(os.path.relpath(path)) if cwd == root or root in cwd.parents else path

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -244,10 +244,3 @@ def unfinished_rollbacks(state_dir: Path) -> list[str]:
         f"{entry.data.get('model')}`, to finish it before planning this model again"
         for entry in run.unfinished_rollbacks()
     ]
-
-
-def iter_runs(state_dir: Path) -> Iterator[str]:
-    """Run ids, oldest first (ids sort by start time)."""
-    directory = state_dir / JOURNAL_DIR
-    if directory.is_dir():
-        yield from sorted(p.stem for p in directory.glob("*.jsonl"))

@@ -56,51 +56,36 @@ def command(
     run = cli.run_context(ctx)
     timeout = parse_lock_timeout(lock_timeout)
     plan_file = targets[0] if len(targets) == 1 and targets[0].suffix == ".json" else None
-    from mlops.apply import progress
-
     result = api.apply(
         plan_file,
         () if plan_file else targets,
         workspace=run.workspace,
         confirm=None if auto_approve else _confirm,
         lock_timeout=timeout,
-        listeners=[progress.Progress(sys.stderr)],
+        listeners=[api.progress_view(sys.stderr)],
     )
     finish(result)
 
 
-def finish(result: object) -> None:
+def finish(result: api.ApplyResult) -> None:
     """Print the outcome; exit 3 for a rollback, 4 for a pause (shared by promote)."""
-    from mlops.apply import executor as ex
-
-    assert isinstance(result, ex.Result)
     if not result.run_id:
         click.echo("No changes. Live state matches the specs.")
         return
     for model, outcome in sorted(result.models.items()):
         reason = result.reasons.get(model)
         click.echo(f"{model}: {outcome.value}" + (f": {reason}" if reason else ""))
-    if result.outcome in (ex.Outcome.ROLLED_BACK, ex.Outcome.ABORTED):
-        undone = (ex.Outcome.ROLLED_BACK, ex.Outcome.ABORTED)
-        stopped = [m for m, o in result.models.items() if o in undone]
-        raise errors.RolledBackError(
-            "rolled back: " + "; ".join(f"{m}: {result.reasons.get(m, '')}" for m in stopped)
-        )
-    if result.outcome is ex.Outcome.PAUSED:
-        paused = [m for m, o in result.models.items() if o is ex.Outcome.PAUSED]
-        raise errors.PausedError(
-            "paused: "
-            + "; ".join(f"{m}: {result.reasons.get(m, '')}" for m in paused)
-            + " (mlops promote NAME resumes, mlops rollback NAME undoes)"
-        )
+    failure = api.outcome_error(result)
+    if failure is not None:
+        raise failure
     click.echo(f"Apply complete (run {result.run_id}).")
 
 
-def _confirm(plan: object) -> bool:
+def _confirm(plan: api.Plan) -> bool:
     from mlops.render import base
 
     view = base.view("text", color=base.use_color(sys.stdout))
-    click.echo(view.render(plan), nl=False)  # type: ignore[arg-type]
+    click.echo(view.render(plan), nl=False)
     if not sys.stdin.isatty():
         raise errors.UsageError(
             "stdin is not a terminal: review the plan and re-run with --auto-approve"

@@ -8,7 +8,6 @@ import click
 
 from mlops import api, cli, errors
 from mlops.commands import common
-from mlops.drift import hook, report
 
 EXIT_DRIFT = 2
 
@@ -49,7 +48,7 @@ Exit codes: 0 no drift, 2 drift, 1 error (bad input, or the on_drift command fai
 @click.option(
     "--hook-timeout",
     type=click.FloatRange(min=1),
-    default=hook.DEFAULT_TIMEOUT,
+    default=api.DRIFT_HOOK_TIMEOUT,
     show_default=True,
     help="Seconds before the on_drift command is killed.",
 )
@@ -77,9 +76,9 @@ def command(
         progress=_progress if sys.stderr.isatty() else None,
     )
     if fmt == "json":
-        common.echo_json(report.to_json(outcome))
+        common.echo_json(api.drift_json(outcome))
     else:
-        click.echo(report.to_text(outcome))
+        click.echo(api.drift_text(outcome))
     if run_hook and outcome.hook_command is None and outcome.result.has_drift:
         click.echo(
             f"note: --run-hook given, but {name}'s spec declares no on_drift command", err=True

@@ -46,15 +46,13 @@ def command(
     model_version: int | None,
 ) -> None:
     """Print (or write) the Deployment, Service, HPA, ConfigMap and HTTPRoute of each spec."""
-    from mlops.providers.kubernetes import runtime as kubernetes
-
     run = cli.run_context(ctx)
     rendered = api.manifests(
         list(paths), workspace=run.workspace, engine=engine, model_version=model_version
     )
     if out is None:
         click.echo(
-            kubernetes.to_yaml([obj for objs in rendered.values() for obj in objs]), nl=False
+            api.manifests_yaml([obj for objs in rendered.values() for obj in objs]), nl=False
         )
         return
     ws = workspace.open_workspace(run.workspace)
@@ -64,7 +62,7 @@ def command(
         directory = root / name
         directory.mkdir(parents=True, exist_ok=True)
         for obj in objects:
-            (directory / f"{obj['kind'].lower()}.yaml").write_text(kubernetes.to_yaml([obj]))
+            (directory / f"{obj['kind'].lower()}.yaml").write_text(api.manifests_yaml([obj]))
             written += 1
             config = _triton_config(obj)
             if config is not None:

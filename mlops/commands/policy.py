@@ -6,7 +6,6 @@ import click
 
 from mlops import api, cli, errors
 from mlops.commands import common
-from mlops.policy import evaluate
 
 CHECK_EPILOG = """\b
 Examples:
@@ -61,7 +60,7 @@ def check(
         raise PolicyViolationError(f"policy check failed: {counted}")
 
 
-def _text(outcome: evaluate.Outcome, *, strict: bool) -> str:
+def _text(outcome: api.PolicyOutcome, *, strict: bool) -> str:
     result = outcome.result
     sources = ", ".join(outcome.sources)
     lines = [f"Policy check of {outcome.plan}: {result.rules_checked} rule(s) from {sources}"]

@@ -25,13 +25,11 @@ next steps, holding and checking gates as planned. Exit codes as for apply: 0, 1
 @click.pass_context
 def command(ctx: click.Context, name: str, lock_timeout: str) -> None:
     """Resume NAME's paused rollout from its paused checkpoint."""
-    from mlops.apply import progress
-
     run = cli.run_context(ctx)
     result = api.promote(
         name,
         workspace=run.workspace,
         lock_timeout=apply_cmd.parse_lock_timeout(lock_timeout),
-        listeners=[progress.Progress(sys.stderr)],
+        listeners=[api.progress_view(sys.stderr)],
     )
     apply_cmd.finish(result)

@@ -8,7 +8,6 @@ import click
 
 from mlops import api, cli, errors
 from mlops.commands import common
-from mlops.state import models as state
 
 # Version of the --format json documents; bump only with a compatible change.
 JSON_FORMAT_VERSION = 1
@@ -88,11 +87,11 @@ def show(ctx: click.Context, ref: str, fmt: str) -> None:
     _show_text(model)
 
 
-def _aliases_of(model: state.RegistryModel, semver: str) -> list[str]:
+def _aliases_of(model: api.RegistryModel, semver: str) -> list[str]:
     return sorted(alias for alias, target in model.aliases.items() if target == semver)
 
 
-def _model(model: state.RegistryModel) -> dict[str, Any]:
+def _model(model: api.RegistryModel) -> dict[str, Any]:
     versions = []
     for version in model.versions.values():
         item = version.model_dump(mode="json")
@@ -115,7 +114,7 @@ def _console() -> Any:
     return console
 
 
-def _show_text(model: state.RegistryModel) -> None:
+def _show_text(model: api.RegistryModel) -> None:
     from rich.table import Table
 
     console = _console()

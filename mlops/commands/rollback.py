@@ -25,14 +25,12 @@ rejected. Works on a paused rollout, an interrupted one, or a canary found in li
 @click.pass_context
 def command(ctx: click.Context, name: str, lock_timeout: str) -> None:
     """Roll NAME's canary back now."""
-    from mlops.apply import progress
-
     run = cli.run_context(ctx)
     result = api.rollback(
         name,
         workspace=run.workspace,
         lock_timeout=apply_cmd.parse_lock_timeout(lock_timeout),
-        listeners=[progress.Progress(sys.stderr)],
+        listeners=[api.progress_view(sys.stderr)],
     )
     stable = result.stable or "no version"
     click.echo(f"{name}: rolled back {result.canary}; traffic on {stable}")

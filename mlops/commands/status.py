@@ -25,11 +25,9 @@ workspace lock if one is held. The JSON document is described in docs/status.md.
 @click.pass_context
 def command(ctx: click.Context, name: str | None, fmt: str) -> None:
     """Live versions, weights, replicas, gate history and the current rollout."""
-    from mlops.apply import status
-
     run = cli.run_context(ctx)
     document = api.status(name, workspace=run.workspace)
     if fmt == "json":
         common.echo_json(document)
     else:
-        click.echo(status.render_text(document), nl=False)
+        click.echo(api.status_text(document), nl=False)

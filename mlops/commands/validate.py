@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import click
 
-from mlops import cli, errors, workspace
+from mlops import api, cli, errors
 from mlops.commands import common
-from mlops.spec import load
 
 # Version of the --format json document; bump only with a compatible change.
 JSON_FORMAT_VERSION = 1
@@ -42,30 +40,15 @@ def command(ctx: click.Context, paths: tuple[Path, ...], fmt: str, check_files: 
     Every problem in every file is reported, with its file, line, column and field.
     """
     run = cli.run_context(ctx)
-    root = Path(run.workspace).resolve() if run.workspace else workspace.find_root()
-    if not root.is_dir():
-        raise errors.UsageError(f"workspace {str(root)!r} is not a directory")
-    targets = list(paths) or [_display(root / "specs", root)]
-    problems: list[load.Problem] = []
-    warnings: list[str] = []
-    config = root / workspace.CONFIG_FILE
-    if config.is_file():
-        try:
-            warnings = workspace.serve_warnings(load.load_workspace_config(_display(config, root)))
-        except load.ConfigProblems as exc:
-            problems.extend(exc.problems)
-    loaded: list[load.LoadedSpec] = []
-    try:
-        loaded = load.load_specs(targets, root, check_files=check_files)
-    except errors.SpecError as exc:
-        problems.extend(p for p in exc.problems if isinstance(p, load.Problem))
-    for warning in warnings:
+    check = api.validate(paths, workspace=run.workspace, check_files=check_files)
+    problems = check.problems
+    for warning in check.warnings:
         click.echo(f"Warning: {warning}", err=True)
     if fmt == "json":
-        document = {**_document(root, loaded, problems), "warnings": warnings}
+        document = {**_document(check), "warnings": check.warnings}
         common.echo_json(document, sort_keys=True)
     else:
-        _text(loaded, problems)
+        _text(check)
     if problems:
         # Raised (not ctx.exit) so the CLI root maps it to exit 1 and prints the summary line.
         files = len({p.file for p in problems})
@@ -74,14 +57,8 @@ def command(ctx: click.Context, paths: tuple[Path, ...], fmt: str, check_files: 
         raise errors.SpecError(f"{len(problems)} {noun} in {files} file(s)", every)
 
 
-def _display(path: Path, root: Path) -> Path:
-    """Relative to the current directory when that is inside the workspace (shorter
-    messages, and load_specs reads relative paths from there), else absolute."""
-    cwd = Path.cwd().resolve()
-    return Path(os.path.relpath(path)) if cwd == root or root in cwd.parents else path
-
-
-def _text(loaded: list[load.LoadedSpec], problems: list[load.Problem]) -> None:
+def _text(check: api.SpecCheck) -> None:
+    loaded, problems = check.loaded, check.problems
     for problem in problems:
         click.echo(str(problem), err=True)
     if problems:
@@ -93,9 +70,8 @@ def _text(loaded: list[load.LoadedSpec], problems: list[load.Problem]) -> None:
     click.echo(f"{len(loaded)} {noun} valid.")
 
 
-def _document(
-    root: Path, loaded: list[load.LoadedSpec], problems: list[load.Problem]
-) -> dict[str, Any]:
+def _document(check: api.SpecCheck) -> dict[str, Any]:
+    root, loaded, problems = check.root, check.loaded, check.problems
     return {
         "format_version": JSON_FORMAT_VERSION,
         "valid": not problems,
@@ -111,5 +87,5 @@ def _document(
             for item in ([] if problems else loaded)
         ],
         "problems": [problem.to_json() for problem in problems],
-        "spec_digest": None if problems else load.spec_digest(loaded),
+        "spec_digest": check.spec_digest,
     }

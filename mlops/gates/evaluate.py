@@ -7,7 +7,7 @@ A measurement error is a verdict (`error`), never an exception, and missing data
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -185,9 +185,6 @@ class GateTracker:
             self._references[gate] = stable
             return stable
         return self._references.get(gate, stable)
-
-    def error_summary(self) -> Mapping[str, int]:
-        return dict(self.streaks)
 
 
 def _finite(value: float | None) -> bool:

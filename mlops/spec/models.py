@@ -267,9 +267,6 @@ class ShadowPhase(Frozen):
     hold: Duration = 0.0
 
 
-KNOWN_GATE_METRICS = ("error_rate", "latency_p99", "latency_p50", "shadow_agreement")
-
-
 class Gate(Frozen):
     """A metric condition. Named metrics use `max`, `min` or `max_increase`; PromQL uses `query`."""
 

@@ -7,7 +7,6 @@ Transport failures become `EngineUnavailable` (retry may help); refusals by the 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -210,19 +209,6 @@ class InferClient:
         except OSError as exc:
             raise EngineUnavailable(f"{name}@{version}: {exc}") from None
         return {o: result.as_numpy(o) for o in outputs}
-
-    def timed_infer(
-        self,
-        name: str,
-        version: str,
-        inputs: Mapping[str, np.ndarray[Any, Any]],
-        datatypes: Mapping[str, str],
-        outputs: Sequence[str],
-    ) -> float:
-        """Seconds one request took, end to end as a client sees it."""
-        start = time.perf_counter()
-        self.infer(name, version, inputs, datatypes, outputs)
-        return time.perf_counter() - start
 
 
 class VersionClient:

@@ -18,7 +18,6 @@ from mlops import errors
 from mlops.spec import models as spec
 from mlops.state import models as state
 
-PREFIX = "mlops."
 # "pending:HOST:PID" while registering (who, so leftovers of dead processes are recognised),
 # "ready" once every piece is stored. One tag, so marking ready is a single write.
 STATE = "mlops.state"
