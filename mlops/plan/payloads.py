@@ -5,36 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from mlops.plan import types as t
+from mlops.spec import engine
 from mlops.spec import models as spec
 
-# Warm-up requests the engine runs before a version reports ready; the spec has no knob for it.
-WARMUP_REQUESTS = 2
 # Conformance p99 allowance when the rollout declares no latency_p99 max_increase gate.
 DEFAULT_P99_INCREASE = 0.20
 
-
-def settings(
-    deployment: spec.ModelDeployment,
-    signature: spec.Signature | None = None,
-    *,
-    sha256: str | None = None,
-) -> t.EngineSettings:
-    """The engine's settings for a version from the spec; `signature` overrides the spec's for
-    another version of the same model (the stable one, reloaded for a canary); `sha256` is
-    the digest the engine must serve (the reload of tampered bytes)."""
-    return t.EngineSettings(
-        signature=signature or deployment.spec.model.signature,
-        batching=deployment.spec.serving.batching,
-        warmup=t.Warmup(requests=WARMUP_REQUESTS),
-        sha256=sha256,
-    )
-
-
-def engine_settings(
-    deployment: spec.ModelDeployment, signature: spec.Signature | None = None
-) -> dict[str, Any]:
-    """settings.json for the engine (docs/engine.md), as JSON."""
-    return settings(deployment, signature).engine_json()
+# The engine's settings of a version: built in mlops.spec.engine, below the planner, because
+# the kubernetes target renders the same ones (`mlops manifests`).
+settings = engine.settings
+engine_settings = engine.engine_settings
+WARMUP_REQUESTS = engine.WARMUP_REQUESTS
 
 
 def replicas(deployment: spec.ModelDeployment) -> int:

@@ -15,16 +15,22 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SerializerFunctionWrapHandler,
     ValidationInfo,
     WrapSerializer,
     field_validator,
-    model_serializer,
     model_validator,
 )
 
 from mlops.core import Address
 from mlops.spec import models as spec
+
+# A version's engine settings are built below the planner (the kubernetes target renders the
+# same ones); they are parts of load and update_config payloads.
+from mlops.spec.engine import Batching as Batching
+from mlops.spec.engine import EngineSettings as EngineSettings
+from mlops.spec.engine import Sha256 as Sha256
+from mlops.spec.engine import Warmup as Warmup
+from mlops.spec.engine import unset_left_out as _unset_left_out
 from mlops.state import models as state
 
 PLAN_FORMAT_VERSION: Final = 2
@@ -47,7 +53,6 @@ Version = Annotated[
     ),
 ]
 ModelName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
-Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="64 lowercase hex digits")]
 Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
 Percent = Annotated[int, Field(ge=0, le=100)]
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -55,15 +60,8 @@ Alias = Literal["stable", "canary"]
 Weights = Annotated[dict[Version, Percent], Field(max_length=MAX_VERSIONS)]
 
 
-def _unset_left_out(value: Any, handler: SerializerFunctionWrapHandler) -> Any:
-    """Serialize without the keys that are null, as the spec and the engine write them."""
-    data = handler(value)
-    return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
-
-
-# The spec's gate and batching, written with unset keys left out.
+# The spec's gate, written with unset keys left out (as the spec and the engine write them).
 Gate = Annotated[spec.Gate, WrapSerializer(_unset_left_out)]
-Batching = Annotated[spec.Batching, WrapSerializer(_unset_left_out)]
 
 
 class ActionKind(StrEnum):
@@ -98,31 +96,6 @@ class Payload(BaseModel):
 
 
 # -- payload parts ----------------------------------------------------------------------------
-
-
-class Warmup(Payload):
-    requests: int = Field(default=2, ge=0, le=1000, description="requests run before ready")
-
-
-class EngineSettings(Payload):
-    """A version's settings.json as the engine reads it (docs/engine.md)."""
-
-    signature: spec.Signature
-    batching: Batching = spec.Batching()
-    warmup: Warmup = Warmup()
-    sha256: Sha256 | None = Field(
-        default=None,
-        description="the digest the engine must serve: set on the reload of a version that "
-        "serves other bytes than the registered ones",
-    )
-
-    @model_serializer(mode="wrap")
-    def _serialize(self, handler: SerializerFunctionWrapHandler) -> Any:
-        return _unset_left_out(self, handler)
-
-    def engine_json(self) -> dict[str, Any]:
-        """The settings.json object sent to the engine."""
-        return self.model_dump(mode="json")
 
 
 class ValidationData(Payload):

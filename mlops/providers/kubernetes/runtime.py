@@ -20,11 +20,11 @@ import yaml
 
 from mlops import errors
 from mlops import workspace as workspace_
-from mlops.plan import payloads
 from mlops.providers import base
 from mlops.providers.kubernetes import cluster as k8s_cluster
 from mlops.providers.kubernetes import manifests as m
 from mlops.providers.kubernetes import route as k8s_route
+from mlops.spec import engine as engine_
 from mlops.spec import models as spec
 from mlops.state import models as state
 
@@ -90,7 +90,7 @@ def version_input(
         semver=version.semver,
         model_version=triton.version_number(version.registry_version),
         sha256=version.sha256,
-        settings=dict(settings if settings is not None else payloads.engine_settings(deployment)),
+        settings=dict(settings if settings is not None else engine_.engine_settings(deployment)),
         serving=deployment.spec.serving,
     )
 
