@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlops import errors
+from mlops import errors, fsio
 from mlops.spec import models as spec
 from mlops.spec.paths import resolve_inside as resolve_inside  # public here too
 
@@ -37,14 +37,11 @@ class Workspace:
     def ensure_admin_token(self) -> Path:
         """The workspace's admin token file, created (mode 0600, 256 random bits) if absent."""
         path = self.admin_token_file
-        self.ensure_state_dir()
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            # Created whole or not at all: a crash never leaves an empty token file.
+            fsio.atomic_write(path, secrets.token_urlsafe(32) + "\n", mode=0o600, exclusive=True)
         except FileExistsError:
             os.chmod(path, 0o600)  # never left readable by others, whoever made it
-            return path
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_urlsafe(32) + "\n")
         return path
 
     def admin_token(self) -> str | None:

@@ -7,7 +7,6 @@ outcome is re-run (every action is idempotent against live state).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -19,7 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from mlops import errors
+from mlops import errors, fsio
 from mlops.plan import types as plan_types
 
 JOURNAL_DIR = "journal"
@@ -83,10 +82,11 @@ class Journal:
         run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
         # The exact plan is kept beside the journal: resume and promote never depend on the
         # user's copy of the plan file still being there, or unchanged.
-        _write_atomic(directory / f"{run_id}.plan.json", plan.model_dump_json(indent=1))
+        fsio.atomic_write(directory / f"{run_id}.plan.json", plan.model_dump_json(indent=1))
         journal = cls(directory, run_id)
         journal.append(Event.RUN_START, plan_digest=plan_digest(plan), source=source)
-        _write_atomic(
+        # The pointer's rename also makes the new journal file's name durable (one dir fsync).
+        fsio.atomic_write(
             directory / POINTER, json.dumps({"run_id": run_id, "plan_digest": plan_digest(plan)})
         )
         return journal
@@ -207,29 +207,9 @@ def _read(path: Path) -> list[Entry]:
     return entries
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     """Shared by the status recorder: readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, json.dumps(payload, indent=1, default=str))
+    fsio.atomic_write(path, json.dumps(payload, indent=1, default=str))
 
 
 def unfinished_rollbacks(state_dir: Path) -> list[str]:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-from mlops import errors, pids
+from mlops import errors, fsio, pids
 
 LOCK_FILE = "lock.json"
 
@@ -119,24 +119,19 @@ def acquire(
     )
     deadline = time.monotonic() + max(timeout, 0.0)
     path = state_dir / LOCK_FILE
-    tmp = state_dir / f".lock.{info.id}.tmp"
-    tmp.write_text(json.dumps(asdict(info), indent=1))
-    try:
-        while True:
-            try:
-                os.link(tmp, path)  # atomic create-if-absent, with the content already there
-                return Lock(state_dir, info)
-            except FileExistsError:
-                holder = read(state_dir)
-                if holder is None:
-                    continue  # released between our link and our read: try again at once
-                if time.monotonic() >= deadline:
-                    raise errors.LockHeldError(
-                        f"workspace is locked: {holder.describe()}"
-                    ) from None
-                time.sleep(min(poll, max(deadline - time.monotonic(), 0.01)))
-    finally:
-        tmp.unlink(missing_ok=True)
+    content = json.dumps(asdict(info), indent=1)
+    while True:
+        try:
+            # Atomic create-if-absent, with the content already there (and durable).
+            fsio.atomic_write(path, content, exclusive=True)
+            return Lock(state_dir, info)
+        except FileExistsError:
+            holder = read(state_dir)
+            if holder is None:
+                continue  # released between our link and our read: try again at once
+            if time.monotonic() >= deadline:
+                raise errors.LockHeldError(f"workspace is locked: {holder.describe()}") from None
+            time.sleep(min(poll, max(deadline - time.monotonic(), 0.01)))
 
 
 def unlock(state_dir: Path, lock_id: str) -> LockInfo:

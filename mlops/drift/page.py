@@ -9,10 +9,9 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
-import secrets
 from pathlib import Path
 
+from mlops import fsio
 from mlops.drift import report, stats
 
 # Beyond this many features only the table lists the rest; plots of 1,000 features help nobody.
@@ -112,14 +111,4 @@ def _row(f: stats.FeatureDrift) -> str:
 
 def write(run: report.DriftRun, path: Path, *, progress: report.Progress | None = None) -> None:
     text = render(run, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    # O_EXCL with mode 0o644 (minus umask): readable like any report, unlike mkstemp's 0600.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    fsio.atomic_write(path, text)  # 0644 (minus umask): readable like any report

@@ -7,13 +7,11 @@ already confined to the workspace.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import pydantic
 
-from mlops import errors
+from mlops import errors, fsio
 from mlops.plan import types as t
 from mlops.state import models as state
 
@@ -64,17 +62,7 @@ def _short(value: object) -> str:
 
 def save(plan: t.Plan, path: Path) -> None:
     """Write atomically: a reader never sees half a plan."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(dumps(plan))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    fsio.atomic_write(path, dumps(plan))
 
 
 def load(path: Path) -> t.Plan:

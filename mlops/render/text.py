@@ -45,7 +45,7 @@ class TextView:
         yield ""
         by_model: dict[str, list[t.Action]] = {}
         for action in plan.actions:
-            by_model.setdefault(action.id.split("/", 1)[0], []).append(action)
+            by_model.setdefault(action.model, []).append(action)
         for name, actions in by_model.items():
             yield from self._model(plan, name, actions)
         s = plan.summary

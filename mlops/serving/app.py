@@ -10,13 +10,13 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from mlops import fsio
 from mlops.serving import admin, desired, infer, intake, metrics, tracing
 from mlops.serving.config import ServeConfig, read_admin_token
 from mlops.serving.errors import (
@@ -127,10 +127,8 @@ class Engine:
                 for name, versions in self.repository.live.items()
                 for v, mv in versions.items()
             ]
-            tmp = self._loaded_file.with_suffix(".tmp")
             with contextlib.suppress(OSError):
-                tmp.write_bytes(orjson.dumps(doc))
-                os.replace(tmp, self._loaded_file)
+                fsio.atomic_write(self._loaded_file, orjson.dumps(doc))
 
     def _remembered(self) -> list[tuple[str, str, dict[str, Any] | None]]:
         if self._desired is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import random
 from bisect import bisect_right
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 import pydantic
 import semver
 
+from mlops import fsio
 from mlops.serving import schema
 from mlops.serving.errors import Conflict, NotFound
 from mlops.serving.version import ModelVersion
@@ -136,11 +136,9 @@ class Router:
         except pydantic.ValidationError as exc:
             log.error("routing not saved to %s: %s", self._persist, schema.describe(exc))
             return
-        tmp = self._persist.with_suffix(".tmp")
         with contextlib.suppress(OSError):
-            self._persist.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(doc))
-            os.replace(tmp, self._persist)  # atomic: a crash leaves the old or the new table
+            # Every worker saves here: a crash leaves the old or the new table, whole.
+            fsio.atomic_write(self._persist, json.dumps(doc))
 
     def rebuild(self) -> None:
         routes: dict[str, Route] = {}

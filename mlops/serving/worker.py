@@ -21,7 +21,7 @@ from pathlib import Path
 import orjson
 import uvicorn
 
-from mlops import errors
+from mlops import errors, fsio
 from mlops.serving import desired, protocol
 from mlops.serving.app import Engine
 from mlops.serving.config import ServeConfig
@@ -73,9 +73,7 @@ def _write_state(config: ServeConfig, index: int, admin_port: int) -> Path:
         "admin_url": f"http://{config.admin_host}:{admin_port}",
         "url": f"http://{config.host}:{config.port}",
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(orjson.dumps(doc))
-    tmp.replace(path)  # readers never see a half-written file
+    fsio.atomic_write(path, orjson.dumps(doc))  # readers never see a half-written file
     return path
 
 

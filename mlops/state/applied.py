@@ -13,14 +13,12 @@ Format (version 1):
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import pydantic
 
-from mlops import errors
+from mlops import errors, fsio
 from mlops.state import models as state
 
 FILE_NAME = "applied.json"
@@ -58,19 +56,7 @@ def write(path: Path, records: Mapping[str, state.AppliedRecord]) -> None:
         "format_version": FORMAT_VERSION,
         "models": {name: records[name].model_dump(mode="json") for name in sorted(records)},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    fsio.atomic_write(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def update(path: Path, name: str, record: state.AppliedRecord | None) -> None:
@@ -81,11 +67,3 @@ def update(path: Path, name: str, record: state.AppliedRecord | None) -> None:
     else:
         records[name] = record
     write(path, records)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

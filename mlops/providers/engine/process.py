@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from mlops import errors
+from mlops import errors, fsio
 from mlops.providers.engine import client as engine_client
 from mlops.workspace import Workspace
 
@@ -110,9 +110,7 @@ class EngineProcess:
             proc.pid, psutil.Process(proc.pid).create_time(), serve.host, serve.port,
             admin_port, replicas, ADMIN_HOST,
         )  # fmt: skip
-        tmp = self.record_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(record)))
-        os.replace(tmp, self.record_file)
+        fsio.atomic_write(self.record_file, json.dumps(asdict(record)))
         self._wait_live(proc, record)
         return record
 

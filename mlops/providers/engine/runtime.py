@@ -14,14 +14,13 @@ from __future__ import annotations
 import filecmp
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from mlops import errors
+from mlops import errors, fsio
 from mlops.providers.engine import client as engine_client
 from mlops.providers.engine import process as engine_process
 from mlops.providers.engine import view as runtime_view
@@ -145,12 +144,11 @@ class LocalRuntime:
         directory.mkdir(parents=True, exist_ok=True)
         target = directory / "model.onnx"
         if not _same_file(artifact, target):
-            tmp = directory / ".model.onnx.tmp"
-            shutil.copyfile(artifact, tmp)
-            os.replace(tmp, target)
-        tmp = directory / ".settings.json.tmp"
-        tmp.write_text(json.dumps(dict(settings), indent=2, sort_keys=True))
-        os.replace(tmp, directory / "settings.json")
+            with artifact.open("rb") as source, fsio.atomic_writer(target) as out:
+                shutil.copyfileobj(source, out)
+        fsio.atomic_write(
+            directory / "settings.json", json.dumps(dict(settings), indent=2, sort_keys=True)
+        )
         return directory
 
     def load(self, name: str, semver: str, artifact: Path, settings: Mapping[str, Any]) -> None:
@@ -352,7 +350,7 @@ class LocalRuntime:
 
     def _save_desired(self, models: Mapping[str, Any]) -> None:
         doc = {"format": DESIRED_FORMAT, "models": dict(sorted(models.items()))}
-        _write_atomic(self.desired_file, json.dumps(doc, indent=1, sort_keys=True))
+        fsio.atomic_write(self.desired_file, json.dumps(doc, indent=1, sort_keys=True))
 
     def served_artifact(self, name: str, semver: str) -> Path | None:
         """The file the engine loads for a version (conformance re-hashes it)."""
@@ -454,22 +452,6 @@ class LocalRuntime:
         except (OSError, ValueError):
             return None
         return loaded if isinstance(loaded, dict) else None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write, fsync, rename, fsync the directory: after a crash the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _describe(table: Mapping[str, Any] | None) -> str:

@@ -18,7 +18,7 @@ import subprocess
 import time
 from typing import Any
 
-from mlops import errors
+from mlops import errors, fsio
 from mlops.providers.base import Sample, Traffic
 from mlops.providers.engine import process as engine_process
 from mlops.spec import models as spec
@@ -70,7 +70,7 @@ class PrometheusServer:
 
         port = _free_port()
         config = self.directory / "prometheus.yml"
-        config.write_text(json.dumps(self._config(), indent=2))  # JSON is valid YAML
+        fsio.atomic_write(config, json.dumps(self._config(), indent=2))  # JSON is valid YAML
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         argv = [
             binary,
@@ -86,9 +86,7 @@ class PrometheusServer:
             )  # fmt: skip
         record = {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time()}
         record["port"] = port
-        tmp = self.record_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, self.record_file)
+        fsio.atomic_write(self.record_file, json.dumps(record))
         self._wait_ready(proc, port)
         return self.url
 
@@ -101,9 +99,7 @@ class PrometheusServer:
             {"targets": [url.removeprefix("http://")], "labels": {"replica": str(i)}}
             for i, url in enumerate(urls)
         ]
-        tmp = self.targets_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(groups))
-        os.replace(tmp, self.targets_file)
+        fsio.atomic_write(self.targets_file, json.dumps(groups))
         return urls
 
     def stop(self) -> bool:
