@@ -42,7 +42,13 @@ from mlops import workspace as workspace_mod
 )  # fmt: skip
 @click.option(
     "--admin-port", type=click.IntRange(1, 65535), default=None,
-    help="Worker i also listens on ADMIN_PORT + i (default: port + 1000).",
+    help="Worker i also listens on ADMIN_PORT + i (default: a port the kernel picks for each "
+    "worker, published in STATE_DIR/worker-<i>.json).",
+)  # fmt: skip
+@click.option(
+    "--supervise/--no-supervise", default=False, show_default=True,
+    help="Run workers under a supervisor even for one replica, so that the worker count can "
+    "change live (docs/engine.md).",
 )  # fmt: skip
 @click.option(
     "--admin-host", default="127.0.0.1", show_default=True,
@@ -85,6 +91,7 @@ def command(
     port: int,
     replicas: int,
     admin_port: int | None,
+    supervise: bool,
     admin_host: str,
     admin_token_file: Path | None,
     state_dir: Path | None,
@@ -114,6 +121,7 @@ def command(
         port=port,
         replicas=replicas,
         admin_port=admin_port,
+        supervise=supervise,
         admin_host=admin_host,
         admin_token_file=None if admin_token_file is None else admin_token_file.resolve(),
         state_dir=state_dir or workspace / ".mlops" / "engine",

@@ -63,7 +63,18 @@ class Runtime(Protocol):
     def reachable(self) -> bool: ...
 
     def ensure_running(self, replicas: int) -> None:
-        """Start the engine processes if they are not running (local target)."""
+        """Start the engine processes if they are not running (local target). Never restarts
+        or rescales a running engine: that is `scale`, a step of its own in the plan."""
+        ...
+
+    def engine(self) -> state.EngineState | None:
+        """The engine every model shares (local target): its worker count (0: not running) and
+        the models it serves. None where each model has replicas of its own (kubernetes)."""
+        ...
+
+    def scale(self, replicas: int) -> None:
+        """Give the shared engine `replicas` workers without losing a request (new workers
+        serve every version before they take traffic, surplus ones drain first)."""
         ...
 
     def load(self, name: str, semver: str, artifact: Path, settings: Mapping[str, Any]) -> None:

@@ -11,7 +11,7 @@ from mlops.serving.config import ServeConfig
 
 def serve(config: ServeConfig) -> int:
     """Run the engine in the foreground until SIGTERM/SIGINT; returns the exit code."""
-    if config.replicas <= 1:
+    if config.replicas <= 1 and not config.supervise:
         from mlops.serving import worker
 
         worker.run(config, 0)

@@ -22,7 +22,14 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8480
     replicas: int = 1
-    admin_port: int | None = None  # default: port + 1000; worker i listens on admin_port + i
+    # Given: worker i listens on admin_port + i. None (the default): each worker's admin port
+    # is chosen by the kernel when it binds (port 0) and published in STATE_DIR/worker-<i>.json,
+    # so no port picked in advance can be taken by another program before the worker binds it.
+    admin_port: int | None = None
+    # Workers run under a supervisor even for one replica, so the count can change live
+    # (SIGHUP after writing STATE_DIR/replicas.json; see docs/engine.md). The local target
+    # always starts the engine this way.
+    supervise: bool = False
     # The admin address (load, unload, routing) is loopback whatever `host` is: a client of
     # the inference port can never reach it from another machine.
     admin_host: str = "127.0.0.1"
@@ -45,7 +52,12 @@ class ServeConfig:
 
     @property
     def first_admin_port(self) -> int:
-        return self.admin_port if self.admin_port is not None else self.port + 1000
+        """Worker 0's admin port; 0 when every worker's is chosen by the kernel."""
+        return self.admin_port if self.admin_port is not None else 0
+
+    def admin_port_of(self, index: int) -> int:
+        """The admin port worker `index` binds: admin_port + index, or 0 (kernel-chosen)."""
+        return self.admin_port + index if self.admin_port is not None else 0
 
     @property
     def threads(self) -> int:

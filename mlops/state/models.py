@@ -90,6 +90,14 @@ class RuntimeModel(_Frozen):
     served_sha256: dict[str, list[str]] = Field(default_factory=dict)
 
 
+class EngineState(_Frozen):
+    """The local target's engine: one set of worker processes serves every model, so its
+    worker count is shared (docs/engine.md, "Shared engine")."""
+
+    replicas: int = Field(default=0, ge=0)  # worker processes; 0: not running
+    models: list[str] = Field(default_factory=list)  # every model it serves, sorted
+
+
 class AppliedRecord(_Frozen):
     """What mlops itself last set for a model: lets plan report changes made outside mlops."""
 
@@ -102,12 +110,17 @@ class LiveState(_Frozen):
     registry: dict[str, RegistryModel] = Field(default_factory=dict)
     runtime: dict[str, RuntimeModel] = Field(default_factory=dict)
     runtime_reachable: bool = True
+    # The shared engine of the local target; None where each model has its own replicas
+    # (kubernetes) or the runtime cannot say.
+    engine: EngineState | None = None
     # Requests per second per model, for estimates only: not part of the fingerprint.
     traffic_rate: dict[str, float] = Field(default_factory=dict)
     last_applied: dict[str, AppliedRecord] = Field(default_factory=dict)
 
     def fingerprint(self) -> str:
         """Digest of everything the plan depends on (traffic rates excluded: they always move)."""
-        payload = self.model_dump(mode="json", exclude={"traffic_rate"})
+        # No engine (kubernetes) leaves the digest as it was before the engine was recorded.
+        skip = {"traffic_rate"} | ({"engine"} if self.engine is None else set())
+        payload = self.model_dump(mode="json", exclude=skip)
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return "sha256:" + hashlib.sha256(blob).hexdigest()

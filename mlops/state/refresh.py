@@ -44,10 +44,16 @@ def refresh(
             reachable = False
     keep = set(wanted)
     rates.update(traffic_rate or {})
+    # Read whether or not it runs: an engine that does not answer is planned as not running,
+    # like its models.
+    engine = runtime.engine() if runtime is not None else None
+    if engine is not None and not reachable:
+        engine = state.EngineState()
     return state.LiveState(
         registry={n: m for n, m in sorted(models.items()) if n in keep},
         runtime={n: m for n, m in sorted(served.items()) if n in keep},
         runtime_reachable=reachable,
+        engine=engine,
         traffic_rate={n: r for n, r in sorted(rates.items()) if n in keep},
         last_applied={n: r for n, r in sorted(last_applied.items())},
     )

@@ -125,14 +125,17 @@ def test_binary_inference_pinned_to_a_version(runtime: LocalRuntime, tmp_path: P
         client.close()
 
 
-def test_replica_change_restores_versions_and_weights(
+def test_replica_change_keeps_versions_and_weights(
     runtime: LocalRuntime, tmp_path: Path
 ) -> None:
     runtime.load("clf", "1.0.0", support.classifier_artifact(tmp_path, 0), SETTINGS)
     runtime.load("clf", "1.1.0", support.classifier_artifact(tmp_path, 1), SETTINGS)
     runtime.set_traffic("clf", {"1.0.0": 80, "1.1.0": 20}, None)
-    runtime.ensure_running(3)
+    record = runtime.process.record()
+    runtime.scale(3)  # live: the same engine process, one more worker
     assert len(runtime.worker_admin_urls()) == 3
+    now = runtime.process.record()
+    assert record is not None and now is not None and now.pid == record.pid
     model = runtime.refresh()["clf"]
     assert model.loaded == {"1.0.0": "ready", "1.1.0": "ready"}
     assert model.weights == {"1.0.0": 80, "1.1.0": 20}

@@ -1,7 +1,10 @@
-"""The local engine's process: start `mlops serve` detached, find it again, stop it.
+"""The local engine's process: start `mlops serve` detached, find it again, scale it, stop it.
 
-What was started is recorded in `.mlops/engine.json` (pid, its start time, ports), so that a
-later `mlops` run (or `mlops down`) finds the same process and never signals a recycled pid.
+What was started is recorded in `.mlops/engine.json` (pid, its start time, the data port, the
+worker count), so that a later `mlops` run (or `mlops down`) finds the same process and never
+signals a recycled pid. Each worker binds its admin socket on a port the kernel picks (no port
+is chosen in advance, where another program could take it first) and announces it in
+`.mlops/engine/worker-<i>.json`; that file, not the record, says where worker i answers.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from mlops import errors, fsio
 from mlops.providers.engine import client as engine_client
@@ -23,8 +28,24 @@ from mlops.workspace import Workspace
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
+# New workers load every version before they join; surplus ones drain (up to twice the
+# keep-alive timeout, then uvicorn's graceful wait) before they exit.
+SCALE_TIMEOUT_S = 90.0
+REPLICAS_FILE = "replicas.json"  # what the supervisor reads on SIGHUP (serving/supervisor.py)
+MAX_STATE_BYTES = 4096
+MAX_EXTRA_INDICES = 64  # how far past the count to look for workers still draining
 # The engine's admin ports listen here whatever serve.host is (see docs/security.md).
 ADMIN_HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class WorkerState:
+    """What worker `index` announced in STATE_DIR/worker-<index>.json."""
+
+    index: int
+    pid: int
+    admin_url: str
+    serving: bool  # listening on the data port (it joins only once it can serve)
 
 
 @dataclass(frozen=True)
@@ -33,12 +54,69 @@ class EngineRecord:
     create_time: float
     host: str
     port: int
-    admin_port: int
+    # Given explicitly (worker i on admin_port + i): records of engines started that way.
+    # None: every worker's admin port was chosen by the kernel and is read from its state file.
+    admin_port: int | None
     replicas: int
     admin_host: str = ADMIN_HOST
+    state_dir: str = ""  # where the workers announce themselves
+    supervised: bool = False  # the worker count can change live (`mlops serve --supervise`)
+
+    def workers(self) -> list[WorkerState | None]:
+        """Worker i's announcement, for i < replicas (None: it has not announced itself, or
+        not as a worker of this engine: it is starting, restarting or gone)."""
+        if not self.state_dir:
+            if self.admin_port is None:
+                return [None] * self.replicas
+            return [
+                WorkerState(i, self.pid, f"http://{self.admin_host}:{self.admin_port + i}", True)
+                for i in range(self.replicas)
+            ]
+        return [self.worker(i) for i in range(self.replicas)]
+
+    def worker(self, index: int) -> WorkerState | None:
+        announced = read_worker(Path(self.state_dir), index, self.admin_host)
+        if announced is None or not _child_of(announced.pid, self.pid):
+            return None  # a stale file of an earlier engine, or of a worker that died
+        return announced
 
     def admin_urls(self) -> list[str]:
-        return [f"http://{self.admin_host}:{self.admin_port + i}" for i in range(self.replicas)]
+        """The admin address of every worker that announced itself."""
+        return [w.admin_url for w in self.workers() if w is not None]
+
+
+def read_worker(state_dir: Path, index: int, admin_host: str) -> WorkerState | None:
+    """STATE_DIR/worker-<index>.json, checked: its admin URL must be on `admin_host` (the
+    admin token is sent there), the rest well formed. None when absent or invalid."""
+    try:
+        with (state_dir / f"worker-{index}.json").open("rb") as handle:
+            doc = json.loads(handle.read(MAX_STATE_BYTES))
+        url, pid = doc["admin_url"], doc["pid"]
+        parts = urlsplit(url)
+        port = parts.port
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if (
+        parts.scheme != "http"
+        or parts.hostname != admin_host
+        or not port
+        or parts.path not in ("", "/")
+        or not isinstance(pid, int)
+    ):
+        return None
+    return WorkerState(index, pid, f"http://{admin_host}:{port}", doc.get("serving", True) is True)
+
+
+def _child_of(pid: int, parent: int) -> bool:
+    """`pid` is the engine process itself (one unsupervised worker) or one of its workers."""
+    import psutil
+
+    if pid == parent:
+        return True
+    try:
+        return psutil.Process(pid).ppid() == parent
+    except psutil.Error:
+        return False
 
 
 class EngineProcess:
@@ -72,7 +150,6 @@ class EngineProcess:
                 f"port {serve.port} on {serve.host} is in use by another program; "
                 "set serve.port in mlops.yaml"
             )
-        admin_port = _admin_base(ADMIN_HOST, serve.port, replicas)
         self.workspace.ensure_state_dir()
         token_file = self.workspace.ensure_admin_token()
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -80,13 +157,16 @@ class EngineProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         for stale in self.state_dir.glob("worker-*.json"):
             stale.unlink()
+        (self.state_dir / REPLICAS_FILE).unlink(missing_ok=True)
         argv = [
             # Not `-m mlops.cli`: as __main__ the CLI module would be loaded twice.
             sys.executable, "-c", "from mlops.cli import main; main()", "serve",
             "--repository", str(self.repository),
             "--host", serve.host, "--port", str(serve.port),
-            "--replicas", str(replicas),
-            "--admin-port", str(admin_port), "--admin-host", ADMIN_HOST,
+            "--replicas", str(replicas), "--supervise",
+            # No --admin-port: each worker's admin port is the kernel's choice (no race with
+            # other programs for a port picked in advance), announced in its state file.
+            "--admin-host", ADMIN_HOST,
             "--state-dir", str(self.state_dir),
             # Versions load only on request: a restarted worker must not bring back a staged
             # canary with no weight table (it would take all traffic).
@@ -108,15 +188,19 @@ class EngineProcess:
             )
         record = EngineRecord(
             proc.pid, psutil.Process(proc.pid).create_time(), serve.host, serve.port,
-            admin_port, replicas, ADMIN_HOST,
+            None, replicas, ADMIN_HOST, str(self.state_dir), supervised=True,
         )  # fmt: skip
-        fsio.atomic_write(self.record_file, json.dumps(asdict(record)))
+        self._write_record(record)
         self._wait_live(proc, record)
         return record
 
+    def _write_record(self, record: EngineRecord) -> None:
+        fsio.atomic_write(self.record_file, json.dumps(asdict(record)))
+
     def _wait_live(self, proc: subprocess.Popen[bytes], record: EngineRecord) -> None:
+        """Until every worker announced its admin address and answers there."""
         deadline = time.monotonic() + START_TIMEOUT_S
-        pending = record.admin_urls()
+        pending = list(range(record.replicas))
         while pending:
             if proc.poll() is not None:
                 raise errors.PermanentError(
@@ -127,13 +211,67 @@ class EngineProcess:
                 self.stop()
                 raise errors.TransientError(
                     f"the engine did not become live within {START_TIMEOUT_S:.0f}s "
-                    f"(log: {self.log_file})"
+                    f"(worker {pending[0]} did not announce itself; log: {self.log_file})"
                 )
-            with engine_client.AdminClient(pending[0]) as admin:
-                if admin.live():
-                    pending.pop(0)
-                    continue
+            announced = record.worker(pending[0])
+            if announced is not None:
+                with engine_client.AdminClient(announced.admin_url) as admin:
+                    if admin.live():
+                        pending.pop(0)
+                        continue
+            time.sleep(0.05)
+
+    def scale(self, replicas: int) -> EngineRecord:
+        """Change the number of workers of the running engine live: new workers join the port
+        once they serve what the others serve, surplus ones drain first (serving/supervisor.py).
+        Returns the updated record once workers 0..replicas-1 serve and the others are gone."""
+        import psutil
+
+        record = self.record()
+        if record is None:
+            raise errors.TransientError("the local engine is not running")
+        if not record.supervised:
+            raise errors.PermanentError(
+                "the running engine cannot change its worker count live (started by an older "
+                "mlops, or by hand without --supervise): stop it with `mlops down`, then apply"
+            )
+        state_dir = Path(record.state_dir)
+        # Workers beyond the new count, by any index still announced (an earlier scale-down
+        # may not have finished).
+        leaving = [
+            w.pid
+            for index in range(replicas, max(record.replicas, replicas) + MAX_EXTRA_INDICES)
+            if (w := read_worker(state_dir, index, record.admin_host)) is not None
+            and _child_of(w.pid, record.pid)
+        ]
+        fsio.atomic_write(state_dir / REPLICAS_FILE, json.dumps({"replicas": replicas}))
+        os.kill(record.pid, signal.SIGHUP)
+        wanted = replace(record, replicas=replicas)
+        deadline = time.monotonic() + SCALE_TIMEOUT_S
+        while True:
+            workers = wanted.workers()
+            waiting = [i for i, w in enumerate(workers) if w is None or not w.serving]
+            staying = [p for p in leaving if psutil.pid_exists(p) and _child_of(p, record.pid)]
+            if not waiting and not staying:
+                break
+            if not same_process(record.pid, record.create_time):
+                raise errors.PermanentError(
+                    f"the engine exited while scaling: {self.log_tail()} (log: {self.log_file})"
+                )
+            if time.monotonic() > deadline:
+                what = (
+                    f"worker {waiting[0]} does not serve yet (it joins once every version is "
+                    "loaded and routed as on the others)"
+                    if waiting
+                    else f"{len(staying)} surplus worker(s) still draining"
+                )
+                raise errors.TransientError(
+                    f"scaling the engine to {replicas} workers did not finish within "
+                    f"{SCALE_TIMEOUT_S:.0f}s: {what} (log: {self.log_file})"
+                )
             time.sleep(0.1)
+        self._write_record(wanted)
+        return wanted
 
     def stop(self) -> bool:
         """Stop the recorded engine and its workers; False when nothing was running."""
@@ -214,17 +352,3 @@ def _free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _admin_base(host: str, port: int, replicas: int) -> int:
-    """The contract's default (port + 1000) when those ports are free, else a free range."""
-    candidates = [port + 1000]
-    for _ in range(20):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((host, 0))
-            candidates.append(sock.getsockname()[1])
-    for base in candidates:
-        ports = range(base, base + replicas)
-        if ports[-1] <= 65535 and port not in ports and all(_free(host, p) for p in ports):
-            return base
-    raise errors.TransientError(f"no {replicas} free consecutive admin ports on {host}")

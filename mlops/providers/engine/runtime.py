@@ -55,26 +55,58 @@ class LocalRuntime:
         self.ensure_running(replicas)
 
     def ensure_running(self, replicas: int) -> None:
-        """Start the engine if needed. A different replica count restarts it and restores what
-        it served (versions and weights): the engine cannot change its worker count live."""
+        """Start the engine with `replicas` workers if it is not running. A running engine is
+        left as it is, whatever its worker count: every model shares it, and changing the
+        count is a step of its own in the plan (`scale_engine`, see `scale`)."""
+        if self.process.record() is None:
+            self.process.start(replicas)
+        self._ensure_prometheus()
+
+    def scale(self, replicas: int) -> None:
+        """Give the shared engine `replicas` workers without losing a request: new workers
+        start from the desired state (every version loaded, the routing tables) and join the
+        port only then; surplus ones drain first. Started with that count if not running."""
         record = self.process.record()
-        if record is not None and record.replicas == replicas:
+        if record is None:
+            self.process.start(replicas)
             self._ensure_prometheus()
             return
-        snapshot = self.refresh() if record is not None else {}
-        if record is not None:
-            self._save_desired(self.desired())  # the new workers start from it
-            self.stop()
-        self.process.start(replicas)
+        if record.replicas == replicas and all(w is not None for w in record.workers()):
+            return
+        self._save_desired(self.desired())  # what the new workers start from
+        before = record.replicas
+        scaled = self.process.scale(replicas)
+        for admin in self._admins.values():  # retired workers' addresses are gone for good
+            admin.close()
+        self._admins.clear()
+        self._check_joined(scaled.admin_urls()[before:])
         self._ensure_prometheus()
-        for name, model in snapshot.items():
-            for semver in model.loaded:
-                settings = self._staged_settings(name, semver)
-                self._on_every_worker(
-                    lambda admin, n=name, v=semver, s=settings: admin.load(n, v, s)
+
+    def _check_joined(self, urls: Sequence[str]) -> None:
+        """Each new worker serves what the desired state says: versions READY, tables equal."""
+        wanted = self.desired()
+        for url in urls:
+            admin = self._admin(url)
+            ready = {(r["name"], r["version"]) for r in admin.index() if r["state"] == "READY"}
+            tables = admin.routing().get("models") or {}
+            for name, entry in wanted.items():
+                missing = [v for v in entry.get("loaded", []) if (name, v) not in ready]
+                table = tables.get(name) or {}
+                same = _same_table(table, entry.get("weights") or {}, entry.get("shadow")) and (
+                    int(table.get("generation", 0)) == int(entry.get("generation", 0))
                 )
-            if model.weights:
-                self.set_traffic(name, model.weights, model.shadow)
+                if missing or (entry.get("weights") and not same):
+                    raise errors.TransientError(
+                        f"new worker {url} joined without {name}'s "
+                        + (f"versions {', '.join(missing)}" if missing else "routing table")
+                    )
+
+    def engine(self) -> state.EngineState:
+        """The shared engine: its worker count (0: not running) and the models it serves."""
+        record = self.process.record()
+        if record is None:
+            return state.EngineState()
+        return state.EngineState(replicas=record.replicas, models=sorted(self.desired()))
 
     def stop(self) -> bool:
         for admin in self._admins.values():
@@ -95,8 +127,17 @@ class LocalRuntime:
             server.sync_targets()
 
     def worker_admin_urls(self) -> list[str]:
+        """Every worker's admin address, as each announced it (STATE_DIR/worker-<i>.json)."""
         record = self.process.record()
         return record.admin_urls() if record else []
+
+    def _workers(self) -> list[str | None]:
+        """Worker i's admin address, None while it has not announced one (it is starting,
+        restarting or gone): such a worker still counts, as one that does not answer."""
+        record = self.process.record()
+        if record is None:
+            return []
+        return [w.admin_url if w is not None else None for w in record.workers()]
 
     def reachable(self) -> bool:
         return any(self._alive(url) for url in self.worker_admin_urls())
@@ -110,9 +151,12 @@ class LocalRuntime:
     def refresh(self, names: Sequence[str] | None = None) -> dict[str, state.RuntimeModel]:
         """One routing, index and metrics read per worker, merged; {} when nothing runs.
         The models' request rates (summed over workers) are kept in `request_rates`."""
-        urls = self.worker_admin_urls()
+        urls = self._workers()
         views: list[runtime_view.WorkerView | None] = []
         for url in urls:
+            if url is None:
+                views.append(None)
+                continue
             admin = self._admin(url)
             try:
                 view = runtime_view.WorkerView(
@@ -415,10 +459,19 @@ class LocalRuntime:
         return admin
 
     def _urls(self) -> list[str]:
-        urls = self.worker_admin_urls()
-        if not urls:
+        """Every worker's admin address; a change must reach them all, so a worker that has
+        not announced one yet is an error worth retrying."""
+        workers = self._workers()
+        if not workers:
             raise errors.TransientError("the local engine is not running (start it with apply)")
-        return urls
+        missing = [i for i, url in enumerate(workers) if url is None]
+        if missing:
+            raise errors.TransientError(
+                f"engine worker {missing[0]} has not announced its admin address "
+                f"({self.process.state_dir}/worker-{missing[0]}.json): it is starting or "
+                "restarting"
+            )
+        return [url for url in workers if url is not None]
 
     def _routing(self, url: str) -> dict[str, Any]:
         admin = self._admin(url)

@@ -233,6 +233,12 @@ class KubernetesRuntime:
     def ensure_running(self, replicas: int) -> None:
         """Nothing to start: each version's Deployment carries its own replica count."""
 
+    def engine(self) -> state.EngineState | None:
+        return None  # no engine shared by the models: each Deployment has its own replicas
+
+    def scale(self, replicas: int) -> None:
+        raise errors.PermanentError("the kubernetes target has no shared engine to scale")
+
     def manifests_for(self, name: str, semver: str, settings: Mapping[str, Any]) -> list[m.Obj]:
         """The objects `load` applies for one version (the route is applied separately)."""
         version = self.registry.get_version(name, semver)
