@@ -75,7 +75,7 @@ system-deps:
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict mlops/
+	$(BIN)/mypy --strict mlops/ tests/ bench/
 	$(BIN)/lint-imports
 
 # Slow tests run too. pytest exits 5 when nothing was collected; the grep also fails a run
