@@ -46,7 +46,7 @@ def format_duration(seconds: float) -> str:
 class Address(str):
     """Stable identity of a managed thing.
 
-    `deployment.NAME`, `version.NAME@SEMVER` or `traffic.NAME`.
+    `deployment.NAME`, `version.NAME@SEMVER`, `traffic.NAME` or `engine.NAME`.
     """
 
     __slots__ = ()
@@ -62,6 +62,11 @@ class Address(str):
     @classmethod
     def traffic(cls, name: str) -> Address:
         return cls(f"traffic.{name}")
+
+    @classmethod
+    def engine(cls, name: str) -> Address:
+        """The engine every model shares (local target), changed as a step of NAME's plan."""
+        return cls(f"engine.{name}")
 
     @property
     def kind(self) -> str:

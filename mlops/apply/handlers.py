@@ -77,6 +77,8 @@ class Handlers:
                 self.retire(action.id, model, after)
             case t.DeletePayload() as after:
                 self.delete(model, after)
+            case t.ScaleEnginePayload() as after:
+                self.scale_engine(after)
             case t.CheckpointPayload():
                 raise errors.PlanError(f"{action.id}: a checkpoint is held, not dispatched")
 
@@ -219,6 +221,10 @@ class Handlers:
         from mlops.state import applied
 
         applied.update(applied.path_in(self.ws.ensure_state_dir()), model, None)
+
+    def scale_engine(self, after: t.ScaleEnginePayload) -> None:
+        """The shared engine's worker count, changed live (no request lost); idempotent."""
+        self.target.runtime.scale(after.replicas)
 
     def promote(self, model: str, after: t.PromotePayload) -> None:
         set_aliases(self.target, model, after)

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from mlops.core import Address
 from mlops.plan import checks, integrity, order, outside, result, rollout, steady
+from mlops.plan import engine as engine_
 from mlops.plan import types as t
 from mlops.state import models as state
 
@@ -56,7 +57,8 @@ def diff(
             estimates[name] = one.estimate
         if one.change is not None:
             models[name] = one.change
-    for name in removed(live, set(names)):
+    gone = removed(live, set(names))
+    for name in gone:
         if allow_delete:
             action, change = delete(name, live)
             actions.append(action)
@@ -66,6 +68,18 @@ def diff(
                 f"{name} is managed by mlops but has no spec: it is NOT deleted; "
                 "plan with --allow-delete to delete it"
             )
+    # One engine serves every model of the local target: its worker count is decided once for
+    # all of them, and a change of it is a step of its own, first (plan/engine.py).
+    count, scale, notes = engine_.plan_engine(items, live.engine, gone if allow_delete else ())
+    result.warnings.extend(notes)
+    if count is not None:
+        actions = engine_.with_engine_replicas(actions, count)
+        rollbacks = {
+            name: {at: engine_.with_engine_replicas(undo, count) for at, undo in steps.items()}
+            for name, steps in rollbacks.items()
+        }
+    if scale is not None:
+        actions.insert(0, scale)
     return t.Plan(
         created_at=created_at,
         workspace=workspace,
@@ -114,7 +128,7 @@ def plan_model(item: Desired, live: state.LiveState) -> ModelResult:
         runtime = live.runtime.get(name) or state.RuntimeModel(name=name)
     seq = order.Sequence(name=name, stable=stable)
     if model.version == stable:
-        return steady.steady(item, registry, runtime, seq)
+        return steady.steady(item, registry, runtime, seq, shared_engine=live.engine is not None)
     return rollout.new_version(item, registry, runtime, seq, live.traffic_rate.get(name))
 
 

@@ -31,6 +31,7 @@ _PARTS = (
     "Signature",
     "TensorSpec",
     "Baseline",
+    "EngineModel",
 )
 
 

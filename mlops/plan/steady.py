@@ -19,8 +19,12 @@ def steady(
     registry: state.RegistryModel,
     runtime: state.RuntimeModel | None,
     seq: order.Sequence,
+    *,
+    shared_engine: bool = False,
 ) -> result.ModelResult:
-    """The spec names the stable version: restore what drifted, update config in place."""
+    """The spec names the stable version: restore what drifted, update config in place.
+    `shared_engine`: the model's replicas are the engine's, planned for every model at once
+    (plan/engine.py), so they are no change of this model's."""
     deployment = item.deployment
     name, version = deployment.name, deployment.spec.model.version
     outcome = result.ModelResult()
@@ -67,7 +71,7 @@ def steady(
         if loaded:
             reasons.append("restore 100% of traffic to the stable version")
     if loaded and runtime is not None and tampered is None:  # a reload applies the settings
-        update = _config_update(deployment, runtime)
+        update = _config_update(deployment, runtime, shared_engine=shared_engine)
         if update is not None:
             reasons.append("update batching/replicas in place")
             seq.add(
@@ -98,7 +102,7 @@ def _off_target(runtime: state.RuntimeModel | None, version: str) -> bool:
 
 
 def _config_update(
-    deployment: spec.ModelDeployment, runtime: state.RuntimeModel
+    deployment: spec.ModelDeployment, runtime: state.RuntimeModel, *, shared_engine: bool = False
 ) -> tuple[t.ObservedConfig, t.UpdateConfigPayload] | None:
     """(before, after) of an in-place update, or None. Unknown live config is not a change."""
     version = deployment.spec.model.version
@@ -111,7 +115,11 @@ def _config_update(
         current
     ) != payloads.comparable_settings(desired.engine_json())
     # Replicas anywhere in the declared range are fine: autoscaling moves them.
-    replicas_off = runtime.replicas > 0 and not bounds.min <= runtime.replicas <= bounds.max
+    replicas_off = (
+        not shared_engine
+        and runtime.replicas > 0
+        and not bounds.min <= runtime.replicas <= bounds.max
+    )
     if not (batching_differs or replicas_off):
         return None
     replicas = runtime.replicas if not replicas_off else payloads.replicas(deployment)

@@ -77,6 +77,7 @@ class ActionKind(StrEnum):
     RETIRE = "retire"
     UPDATE_CONFIG = "update_config"
     DELETE = "delete"
+    SCALE_ENGINE = "scale_engine"
 
 
 class ChangeSymbol(StrEnum):
@@ -236,6 +237,35 @@ class DeleteBefore(Payload):
     weights: Weights = Field(description="serving weights")
 
 
+class EngineModel(Payload):
+    """One model the shared engine serves, and what a change of its worker count does to it."""
+
+    name: ModelName
+    before: int = Field(ge=0, le=256, description="workers serving it now (0: not served yet)")
+    after: int = Field(ge=1, le=256, description="workers serving it after the change")
+    min: int | None = Field(default=None, ge=1, le=256, description="its spec's replicas.min")
+    max: int | None = Field(
+        default=None, ge=1, le=256, description="its spec's replicas.max (null: no spec)"
+    )
+
+
+class ScaleEnginePayload(Payload):
+    """Change the worker count of the engine every model shares (local target), live: new
+    workers take traffic only once they serve every version with its routing table, surplus
+    workers drain first, so no request is lost. Applies to every model in `models`."""
+
+    replicas: int = Field(ge=1, le=64, description="the engine's workers after the change")
+    models: list[EngineModel] = Field(
+        max_length=MAX_ALIASES, description="every model on the engine, and its change"
+    )
+
+
+class EngineBefore(Payload):
+    """The shared engine before the change."""
+
+    replicas: int = Field(ge=0, le=64, description="workers running now")
+
+
 AfterPayload = (
     RegisterPayload
     | VerifyPayload
@@ -247,8 +277,9 @@ AfterPayload = (
     | RetirePayload
     | UpdateConfigPayload
     | DeletePayload
+    | ScaleEnginePayload
 )
-BeforePayload = TrafficPayload | Aliases | ObservedConfig | DeleteBefore
+BeforePayload = TrafficPayload | Aliases | ObservedConfig | DeleteBefore | EngineBefore
 
 # The discriminated union: the action's kind selects its payload models (after, before).
 PAYLOADS: dict[ActionKind, tuple[type[Payload], type[Payload] | None]] = {
@@ -262,6 +293,7 @@ PAYLOADS: dict[ActionKind, tuple[type[Payload], type[Payload] | None]] = {
     ActionKind.RETIRE: (RetirePayload, None),
     ActionKind.UPDATE_CONFIG: (UpdateConfigPayload, ObservedConfig),
     ActionKind.DELETE: (DeletePayload, DeleteBefore),
+    ActionKind.SCALE_ENGINE: (ScaleEnginePayload, EngineBefore),
 }
 
 
@@ -293,9 +325,10 @@ class Action(BaseModel):
 
     id: str = Field(max_length=512)  # unique within the plan, e.g. "fraud-scorer/03-set_traffic-5"
     address: str = Field(  # mlops.core.Address
-        pattern=r"^(deployment|traffic)\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+        pattern=r"^(deployment|traffic|engine)\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
         r"|^version\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?@[0-9A-Za-z][0-9A-Za-z.+-]{0,127}$",
-        description="deployment.NAME, version.NAME@SEMVER or traffic.NAME",
+        description="deployment.NAME, version.NAME@SEMVER, traffic.NAME or engine.NAME (the "
+        "shared engine, changed as a step of NAME's plan)",
     )
     model: ModelName = Field(
         default_factory=lambda data: Address(data["address"]).model,

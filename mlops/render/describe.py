@@ -69,6 +69,8 @@ def action(action: t.Action) -> str:
             return f"unload {after.semver}" + (f" after {format_duration(wait)}" if wait else "")
         case t.UpdateConfigPayload():
             return _config_change(before, after)
+        case t.ScaleEnginePayload():
+            return _engine_change(before, after)
         case t.DeletePayload():
             loaded = before.loaded if isinstance(before, t.DeleteBefore) else []
             return f"unload {', '.join(loaded) or 'nothing'}, drop routes and aliases"
@@ -111,3 +113,24 @@ def _config_change(before: t.BeforePayload | None, after: t.UpdateConfigPayload)
     if replicas != after.replicas:
         parts.append(f"replicas {replicas} -> {after.replicas}")
     return ", ".join(parts) or "settings"
+
+
+def _engine_change(before: t.BeforePayload | None, after: t.ScaleEnginePayload) -> str:
+    """`workers 1 -> 2, new workers join once they serve every version, surplus ones drain
+    first: fraud-scorer 1 -> 2 (replicas 1..2), scorer-b new: 2 (replicas 2..2)`."""
+    running = before.replicas if isinstance(before, t.EngineBefore) else 0
+    how = (
+        "new workers join once they serve every version"
+        if after.replicas > running
+        else "surplus workers drain first"
+    )
+    effects = []
+    for model in after.models:
+        change = f"{model.before} -> {model.after}" if model.before else f"new: {model.after}"
+        if model.min is not None and model.max is not None:
+            change += f" (replicas {model.min}..{model.max}"
+            change += ", above its max)" if model.after > model.max else ")"
+        else:
+            change += " (no spec in this plan)"
+        effects.append(f"{model.name} {change}")
+    return f"workers {running} -> {after.replicas}, {how}: " + ", ".join(effects)

@@ -88,6 +88,11 @@ class MarkdownView:
             prefix = _DIFF_PREFIX.get(action.symbol, " ")
             yield f"{prefix} {action.kind.value:<16} {action.address}  {describe.action(action)}"
         yield "```"
+        for action in actions:
+            if action.kind is t.ActionKind.SCALE_ENGINE:
+                # It changes every model on the engine: why is shown with it.
+                yield ""
+                yield f"Engine: {_escape(action.reason)}."
         rollback = plan.rollback.get(name)
         if rollback:
             widest = describe.widest(rollback)

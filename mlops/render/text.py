@@ -85,6 +85,9 @@ class TextView:
                 f"    {self._symbol(action.symbol)} {action.kind.value:<{_KIND_WIDTH}}  "
                 f"{address}{'  ' + detail if detail else ''}"
             )
+            if action.kind is t.ActionKind.SCALE_ENGINE:
+                # It changes every model on the engine: why is shown with it.
+                yield f"        # {action.reason}"
         rollback = plan.rollback.get(name)
         if rollback:
             undo = describe.rollback(describe.widest(rollback))

@@ -119,8 +119,10 @@ class LiveState(_Frozen):
 
     def fingerprint(self) -> str:
         """Digest of everything the plan depends on (traffic rates excluded: they always move)."""
-        # No engine (kubernetes) leaves the digest as it was before the engine was recorded.
-        skip = {"traffic_rate"} | ({"engine"} if self.engine is None else set())
+        # No engine (kubernetes), or one not running (`runtime_reachable` already says so),
+        # leaves the digest as it was before the engine was recorded.
+        running = self.engine is not None and self.engine.replicas > 0
+        skip = {"traffic_rate"} | (set() if running else {"engine"})
         payload = self.model_dump(mode="json", exclude=skip)
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return "sha256:" + hashlib.sha256(blob).hexdigest()
