@@ -18,7 +18,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -64,12 +66,15 @@ def deployment(name: str, version: str) -> spec.ModelDeployment:
     )
 
 
-def timed(fn: object, repeats: int) -> tuple[float, object]:
-    """Median wall time of `repeats` runs, and the last result."""
-    times, result = [], None
+T = TypeVar("T")
+
+
+def timed(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
+    """Median wall time of `repeats` runs (at least one), and the last result."""
+    times: list[float] = []
     for _ in range(repeats):
         start = time.perf_counter()
-        result = fn()  # type: ignore[operator]
+        result = fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times), result
 

@@ -53,7 +53,8 @@ def test_create_append_and_reopen(tmp_path: Path) -> None:
     assert again.plan() == plan
     assert not again.finished
     again.append(journal.Event.RUN_END, outcome="applied")
-    assert journal.Journal.current(tmp_path).outcome() == "applied"  # type: ignore[union-attr]
+    latest = journal.Journal.current(tmp_path)
+    assert latest is not None and latest.outcome() == "applied"
 
 
 def test_intent_without_outcome_is_not_completed(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from mlops.plan import order
 from mlops.plan import types as t
 from mlops.providers import base, factory
 from mlops.providers.engine.runtime import LocalRuntime
+from mlops.providers.mlflow.registry import MlflowRegistry
 from mlops.workspace import Workspace
 from tests.runtime import support
 from tests.serving import fixtures
@@ -123,7 +124,9 @@ def _no_metrics() -> base.Metrics:
 def registry_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("registry")
     ws = support.make_workspace(root)
-    factory.registry(ws).initialise()  # type: ignore[attr-defined]
+    registry = factory.registry(ws)
+    assert isinstance(registry, MlflowRegistry)
+    registry.initialise()  # reads never create the database
     return ws.state_dir / "mlflow.db"
 
 

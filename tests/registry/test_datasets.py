@@ -13,7 +13,7 @@ from mlops import datasets, errors
 
 
 def _npz(path: Path, **arrays: np.ndarray) -> Path:
-    np.savez(path, **arrays)  # type: ignore[arg-type]
+    np.savez(path, **arrays)  # type: ignore[arg-type]  # numpy's stub: a key could be allow_pickle
     return path
 
 

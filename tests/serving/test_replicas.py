@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -20,16 +22,20 @@ from tests.serving.conftest import free_port, infer_body
 MLOPS = [sys.executable, "-c", "from mlops.cli import main; main()"]
 
 
-def _wait(predicate: object, timeout: float = 60) -> None:
+def _wait(predicate: Callable[[], bool], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if predicate():  # type: ignore[operator]
+            if predicate():
                 return
         except (httpx.HTTPError, OSError, ValueError):
             pass
         time.sleep(0.1)
     raise AssertionError("timed out waiting for the engine")
+
+
+def _ready(url: str) -> bool:
+    return httpx.get(url + "/v2/health/ready").status_code == 200
 
 
 @pytest.mark.slow
@@ -60,7 +66,7 @@ def test_two_replicas_share_a_port_and_report_their_generation(tmp_path: Path) -
             f"http://127.0.0.1:{admin + 1}",
         }
         for w in workers:
-            _wait(lambda w=w: httpx.get(w["admin_url"] + "/v2/health/ready").status_code == 200)
+            _wait(functools.partial(_ready, w["admin_url"]))
             table = {"weights": {"1.0.0": 50, "1.1.0": 50}, "generation": 41 + w["index"]}
             assert httpx.put(w["admin_url"] + "/v2/routing/m", json=table).status_code == 200
         generations = [
