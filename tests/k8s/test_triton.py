@@ -8,6 +8,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from mlops import errors
 from mlops.providers.kubernetes import triton
+from mlops.spec import models as spec
 from tests.k8s import conftest as c
 
 
@@ -15,10 +16,7 @@ def parse(text: str) -> pb.ModelConfig:
     return text_format.Parse(text, pb.ModelConfig())
 
 
-def config_of(d: object, number: int = 7) -> str:
-    from mlops.spec import models as spec
-
-    assert isinstance(d, spec.ModelDeployment)
+def config_of(d: spec.ModelDeployment, number: int = 7) -> str:
     serving = d.spec.serving
     return triton.model_config(
         d.name, number, d.spec.model.signature, serving.batching, serving.hardware

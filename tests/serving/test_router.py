@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -118,7 +119,7 @@ def test_semver_ordering() -> None:
     ]
 
 
-def test_a_restarted_worker_restores_the_controllers_tables(tmp_path: Any) -> None:
+def test_a_restarted_worker_restores_the_controllers_tables(tmp_path: Path) -> None:
     # Without the saved table the restarted worker would send all traffic to the newest
     # (canary) version: more than the planned weight.
     live: dict[str, dict[str, Any]] = {"m": {v: _Version(v) for v in ("1.0.0", "1.1.0")}}

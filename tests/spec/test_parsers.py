@@ -12,7 +12,7 @@ import yaml
 
 from mlops.spec import safeyaml
 from tests.spec.conftest import GOOD
-from tests.spec.test_bad_specs import CASES, billion_laughs
+from tests.spec.test_bad_specs import CASES, Case, billion_laughs
 
 # The reader composes on yaml.CSafeLoader exactly when PyYAML was built with libyaml.
 needs_libyaml = pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML without libyaml")
@@ -63,8 +63,8 @@ def test_fast_reader_agrees_or_defers(text: str) -> None:
 
 @needs_libyaml
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_every_bad_spec_reads_the_same(case: object) -> None:
-    content = getattr(case, "content", None)
+def test_every_bad_spec_reads_the_same(case: Case) -> None:
+    content = case.content
     if not isinstance(content, str):
         return  # bytes and absent files never reach a parser (see test_bad_specs)
     fast, pure = _both(content)
