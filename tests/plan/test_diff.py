@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from mlops.plan import types as t
+from mlops.spec import models as spec
 from mlops.state import models as state
 
 from . import helpers as h
@@ -48,7 +49,7 @@ CANARY_STEPS = [
 @dataclass
 class Case:
     id: str
-    specs: list[object]
+    specs: list[spec.ModelDeployment]
     live: state.LiveState
     expected: list[str]
     change: str | None = None  # ModelChange.symbol
@@ -266,7 +267,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_diff(case: Case) -> None:
-    plan = h.plan(case.specs, case.live, allow_delete=case.allow_delete)  # type: ignore[arg-type]
+    plan = h.plan(case.specs, case.live, allow_delete=case.allow_delete)
     assert plan.errors == []
     assert h.kinds(plan) == case.expected
     if case.change is not None:
@@ -351,7 +352,8 @@ def test_load_carries_engine_settings_from_the_spec() -> None:
     )
     # The conformance test carries how the version is loaded for it and its validation set.
     test = next(a.after for a in plan.actions if isinstance(a.after, t.ConformancePayload))
-    assert test.settings == load.after.settings  # type: ignore[union-attr]
+    assert isinstance(load.after, t.LoadPayload)
+    assert test.settings == load.after.settings
     assert test.validation == "data/fraud-val.npz" and test.replicas == 1
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -96,21 +97,21 @@ def test_colour_only_when_asked() -> None:
 
 
 def test_no_color_and_pipes_disable_colour(monkeypatch: pytest.MonkeyPatch) -> None:
-    class Tty:
+    class Tty(io.StringIO):
         def isatty(self) -> bool:
             return True
 
     monkeypatch.delenv("NO_COLOR", raising=False)
-    assert base.use_color(Tty()) is True  # type: ignore[arg-type]
+    assert base.use_color(Tty()) is True
     monkeypatch.setenv("NO_COLOR", "1")
-    assert base.use_color(Tty()) is False  # type: ignore[arg-type]
+    assert base.use_color(Tty()) is False
     monkeypatch.delenv("NO_COLOR")
 
-    class Pipe:
+    class Pipe(io.StringIO):
         def isatty(self) -> bool:
             return False
 
-    assert base.use_color(Pipe()) is False  # type: ignore[arg-type]
+    assert base.use_color(Pipe()) is False
 
 
 def test_json_rendering_is_the_plan() -> None:
