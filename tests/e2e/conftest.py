@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,7 +102,7 @@ class E2EWorkspace:
         *,
         artifact: str | None = None,
         accuracy_of: str | None = None,
-        steps: list[tuple[int, float]] = ((25, 3.0), (100, 0.0)),  # type: ignore[assignment]
+        steps: Sequence[tuple[int, float]] = ((25, 3.0), (100, 0.0)),
         interval: float = 1.0,
         # Latency is judged loosely unless a test is about it: shared CI machines are noisy.
         gates: str = "[{metric: error_rate, max: 0.02}, {metric: latency_p99, max_increase: 5.0}]",
@@ -319,23 +319,24 @@ class Load:
         self.stop = threading.Event()
         # Filled while the load runs (loadgen records each answer), read at the end.
         self.summary: loadgen.Summary | None = loadgen.Summary()
-        self._args = (ws.url(), NAME)
-        self._kwargs = {
-            "rate": rate,
-            "duration": duration,
-            "poison_every": poison_every,
-            "workers": 8,
-        }
+        self._url = ws.url()
+        self._rate = rate
+        self._duration = duration
+        self._poison_every = poison_every
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         from mlops import loadgen
 
         self.summary = loadgen.run(
-            *self._args,
+            self._url,
+            NAME,
             stop=self.stop,
             summary=self.summary,
-            **self._kwargs,  # type: ignore[arg-type]
+            rate=self._rate,
+            duration=self._duration,
+            poison_every=self._poison_every,
+            workers=8,
         )
 
     def answered(self) -> int:
@@ -357,8 +358,7 @@ class Load:
     def __enter__(self) -> Load:
         self._thread.start()
         # The gates' first windows hold traffic: the first second's worth has been answered.
-        rate = float(self._kwargs["rate"])
-        self.wait_answers(max(1, int(rate)))
+        self.wait_answers(max(1, int(self._rate)))
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import subprocess
 import time
 
 import httpx
@@ -16,7 +17,14 @@ from tests.e2e.conftest import NAME, E2EWorkspace, Load, RoutingWatch
 pytestmark = pytest.mark.slow
 
 
-def wait_for_hold(ws: E2EWorkspace, weight: int, process: object, timeout: float = 180) -> None:
+def output(process: subprocess.Popen[str]) -> str:
+    """What an exited process printed (E2EWorkspace.start pipes its stdout)."""
+    return process.stdout.read() if process.stdout is not None else ""
+
+
+def wait_for_hold(
+    ws: E2EWorkspace, weight: int, process: subprocess.Popen[str], timeout: float = 180
+) -> None:
     record = ws.root / ".mlops" / "rollouts" / f"{NAME}.json"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -24,12 +32,14 @@ def wait_for_hold(ws: E2EWorkspace, weight: int, process: object, timeout: float
             step = json.loads(record.read_text()).get("step") or {}
             if step.get("weight") == weight:
                 return
-        assert process.poll() is None, process.stdout.read()  # type: ignore[attr-defined]
+        assert process.poll() is None, output(process)
         time.sleep(0.1)
     raise AssertionError(f"no hold at {weight}% within {timeout}s")
 
 
-def wait_for_gate_round(ws: E2EWorkspace, process: object, timeout: float = 120) -> None:
+def wait_for_gate_round(
+    ws: E2EWorkspace, process: subprocess.Popen[str], timeout: float = 120
+) -> None:
     """Until the hold in progress has recorded a round of gate measurements."""
     record = ws.root / ".mlops" / "rollouts" / f"{NAME}.json"
     deadline = time.monotonic() + timeout
@@ -38,7 +48,7 @@ def wait_for_gate_round(ws: E2EWorkspace, process: object, timeout: float = 120)
         # Rounds of this run (the record keeps some of earlier runs for context).
         if any(g.get("run_id") == current.get("run_id") for g in current.get("gates") or []):
             return
-        assert process.poll() is None, process.stdout.read()  # type: ignore[attr-defined]
+        assert process.poll() is None, output(process)
         time.sleep(0.1)
     raise AssertionError(f"no gate round within {timeout}s")
 
@@ -57,7 +67,9 @@ def test_sigkill_mid_hold_then_rerun_converges(ws: E2EWorkspace) -> None:
 
         locked = ws.mlops("apply", plan, expect=1)
         assert "no longer running" in locked.output
-        lock_id = re.search(r"mlops unlock (\w+)", locked.output).group(1)  # type: ignore[union-attr]
+        found = re.search(r"mlops unlock (\w+)", locked.output)
+        assert found is not None, locked.output
+        lock_id = found.group(1)
         ws.mlops("unlock", lock_id)
         resumed = ws.mlops("apply", plan)
         assert "Resuming run" in resumed.output
