@@ -25,6 +25,9 @@ SHA = "ab" * 32
 # Where a user (or CI) points at the official Gateway API CRDs, e.g. the release's
 # standard-install.yaml; the CRD is third-party and is not copied into this repository.
 CRD_ENV = "MLOPS_GATEWAY_API_CRDS"
+# Without the variable: the copy in the steering repository's shared/data, which sits beside
+# this repository on the team's machines and in CI (read from there, never copied in).
+DEFAULT_CRDS = ROOT.parent / "shared" / "data" / "gateway-api" / "standard-install-v1.4.1.yaml"
 
 KLASS = {
     "ConfigMap": "V1ConfigMap",
@@ -135,8 +138,8 @@ def assert_core_valid(obj: dict[str, Any]) -> None:
 def httproute_schema() -> dict[str, Any] | None:
     """The v1 openAPIV3Schema of HTTPRoute from the official CRD file named by CRD_ENV,
     made strict (unknown fields refused, as `fieldValidation=Strict` does)."""
-    path = os.environ.get(CRD_ENV)
-    if not path or not Path(path).is_file():
+    path = os.environ.get(CRD_ENV) or str(DEFAULT_CRDS)
+    if not Path(path).is_file():
         return None
     for doc in yaml.safe_load_all(Path(path).read_text()):
         if (doc or {}).get("kind") != "CustomResourceDefinition":

@@ -7,6 +7,7 @@ validate against it. The structural checks below encode the CRD's limits either 
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -121,13 +122,16 @@ def test_route_is_structurally_valid(case: str) -> None:
     assert structural_problems(route) == []
 
 
-@pytest.mark.skipif(
-    c.httproute_schema() is None,
-    reason=f"official Gateway API CRDs not available: set {c.CRD_ENV} to standard-install.yaml "
-    "of a Gateway API release >= v1.3 (not vendored: third-party file)",
-)
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_route_matches_official_crd_schema(case: str) -> None:
+    if c.httproute_schema() is None:
+        message = (
+            f"official Gateway API CRDs not found at {c.DEFAULT_CRDS}: set {c.CRD_ENV} to the "
+            "standard-install.yaml of a Gateway API release >= v1.3 (third-party, not vendored)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI has shared/data beside the clone: a skip would hide a gap
+        pytest.skip(message)
     assert crd_problems(build(*CASES[case])) == []
 
 
