@@ -30,6 +30,7 @@ import pytest
 from mlops import loadgen
 from mlops.providers.engine import client as engine_client
 from mlops.providers.engine.runtime import LocalRuntime
+from mlops.state import models as state
 from mlops.workspace import Workspace
 from tests.runtime import support
 from tests.serving import fixtures
@@ -262,3 +263,11 @@ def test_a_new_worker_takes_no_connection_before_it_serves(
             assert ("slow", "1.0.0", "READY") in {
                 (r["name"], r["version"], r["state"]) for r in admin.index()
             }
+
+
+def test_reading_the_engine_writes_nothing(runtime: LocalRuntime, tmp_path: Path) -> None:
+    runtime.load("clf", "1.0.0", support.classifier_artifact(tmp_path, 0), SETTINGS)
+    runtime.desired_file.unlink()  # an engine started before the controller kept one
+    assert runtime.engine() == state.EngineState(replicas=2, models=["clf"])
+    assert not runtime.desired_file.exists()  # plan reads it: no side effect
+    assert LocalRuntime(runtime.workspace).engine().models == ["clf"]

@@ -48,6 +48,7 @@ class LocalRuntime:
         # (worker, model) -> the last routing table read from that worker: what a worker that
         # stops answering is known to hold.
         self._last_read: dict[tuple[str, str], dict[str, Any]] = {}
+        self._served: set[str] | None = None  # every model the workers served at the last refresh
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -106,7 +107,18 @@ class LocalRuntime:
         record = self.process.record()
         if record is None:
             return state.EngineState()
-        return state.EngineState(replicas=record.replicas, models=sorted(self.desired()))
+        # Read only (plan calls this): the desired state when there is one, else what the
+        # workers serve; never `desired()`, which adopts and writes what a running engine serves.
+        try:
+            models = json.loads(self.desired_file.read_text()).get("models")
+        except FileNotFoundError:
+            models = self._served if self._served is not None else self.refresh()
+        except (OSError, ValueError, AttributeError) as exc:
+            raise errors.PermanentError(
+                f"desired state {self.desired_file} is unreadable: {exc}; "
+                "remove it and re-apply to rebuild it"
+            ) from None
+        return state.EngineState(replicas=record.replicas, models=sorted(models or {}))
 
     def stop(self) -> bool:
         for admin in self._admins.values():
@@ -175,6 +187,7 @@ class LocalRuntime:
             for n, m in merged.items()
         }
         self.request_rates = runtime_view.total_rates(views)
+        self._served = set(merged)
         if names is not None:
             wanted = set(names)
             merged = {n: m for n, m in merged.items() if n in wanted}
