@@ -12,155 +12,20 @@ metrics backend fails) so the next step can run it again.
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
 import pytest
 
 from mlops import api, core
-from mlops import workspace as ws_mod
 from mlops.apply import executor, journal, recorders
 from mlops.apply import hooks as hooks_
-from mlops.apply import target as target_
 from mlops.plan import types as t
-from mlops.providers import factory
 from mlops.render import base as render
 from mlops.render import describe
 from mlops.state import models as state
+from tests.apply.conftest import NAME, Walk, accuracy, snapshot, spec
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
-NAME = "fraud-scorer"
 K = t.ActionKind
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def spec(
-    version: str, *, name: str = NAME, shadow: str = "", value: float, keep: str = "0s"
-) -> str:
-    return f"""apiVersion: mlops/v1
-kind: ModelDeployment
-metadata: {{name: {name}}}
-spec:
-  model:
-    version: {version}
-    artifact: ../models/{NAME}-{version}.onnx
-    signature:
-      inputs: [{{name: input, dtype: FP32, shape: [-1, 30]}}]
-      outputs:
-        - {{name: label, dtype: INT64, shape: [-1]}}
-        - {{name: probabilities, dtype: FP32, shape: [-1, 2]}}
-    baseline: {{metric: accuracy, value: {value}, p99_ms: 1000}}
-    validation: {{data: ../data/{NAME}-val.npz, tolerance: 0.01}}
-  serving:
-    replicas: {{min: 1, max: 1}}
-  rollout:
-    strategy: canary
-    {shadow}
-    steps: [{{weight: 25, hold: 1s}}, {{weight: 100}}]
-    interval: 1s
-    keep_previous: {keep}
-"""
-
-
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("trained")
-    for version in ("1.0.0", "1.1.0"):
-        subprocess.run(
-            [
-                sys.executable,
-                str(REPO / "examples" / "train.py"),
-                "--version",
-                version,
-                "--out",
-                str(out),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-    return out
-
-
-def accuracy(trained: Path, version: str) -> float:
-    import json
-
-    return float(json.loads((trained / "models" / f"{NAME}-{version}.json").read_text())["value"])
-
-
-@pytest.fixture(scope="session")
-def empty_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An initialised, empty MLflow database to copy (creating one runs every migration)."""
-    root = tmp_path_factory.mktemp("registry")
-    registry = factory.registry(ws_mod.open_workspace(root))
-    registry.initialise()  # type: ignore[attr-defined]
-    return root / ".mlops" / "mlflow.db"
-
-
-@dataclass
-class Walk:
-    root: Path
-    trained: Path
-
-    def target(self) -> target_.Target:
-        ws = ws_mod.open_workspace(self.root)
-        runtime = factory.runtime(ws)
-        return target_.Target(
-            ws, factory.registry(ws), runtime, lambda: factory.metrics(ws, runtime)
-        )
-
-    def write(self, name: str, text: str) -> None:
-        (self.root / "specs" / f"{name}.yaml").write_text(text)
-
-    def plan(self) -> t.Plan:
-        made = api.plan(str(self.root), [self.root / "specs"])
-        assert not made.errors, made.errors
-        return made
-
-
-@pytest.fixture
-def walk(tmp_path: Path, trained: Path, empty_registry: Path) -> Iterator[Walk]:
-    """A workspace where 1.0.0 is registered, conformant, stable and serving. (Each test has
-    its own: MLflow keeps one store per database path in the process.)"""
-    root = tmp_path / "ws"
-    shutil.copytree(trained / "models", root / "models")
-    shutil.copytree(trained / "data", root / "data")
-    (root / ".mlops").mkdir()
-    shutil.copy(empty_registry, root / ".mlops" / "mlflow.db")
-    (root / "specs").mkdir()
-    (root / "mlops.yaml").write_text(f"target: local\nserve: {{port: {free_port()}}}\n")
-    walk = Walk(root, trained)
-    walk.write(NAME, spec("1.0.0", value=accuracy(trained, "1.0.0")))
-    try:
-        api.apply(None, [root / "specs"], workspace=root)
-        yield walk
-    finally:
-        api.down(workspace=root)
-
-
-def snapshot(target: target_.Target, model: str) -> dict[str, Any]:
-    runtime = target.runtime
-    live = runtime.refresh([model]).get(model) if runtime.reachable() else None
-    registry = target.registry.refresh([model]).get(model)
-    return {
-        "weights": dict(live.weights) if live else {},
-        "shadow": live.shadow if live else None,
-        "loaded": set(live.loaded) if live else set(),
-        "aliases": dict(registry.aliases) if registry else {},
-    }
 
 
 def executed(run: journal.Journal, model: str) -> list[t.Action]:
