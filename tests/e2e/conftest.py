@@ -36,8 +36,8 @@ def free_port() -> int:
 
 
 def free_port_block(span: int = 4) -> int:
-    """The serve port of a test workspace. Only it is needed: the engine falls back to other
-    free admin ports when port + 1000.. is taken (engine_process._admin_base), so no block of
+    """The serve port of a test workspace. Only it is needed: workers bind their admin
+    sockets on kernel-chosen ports and announce them in their state files, so no block of
     ports has to be found free (that search failed on busy machines)."""
     del span
     return free_port()

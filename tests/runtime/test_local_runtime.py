@@ -125,9 +125,7 @@ def test_binary_inference_pinned_to_a_version(runtime: LocalRuntime, tmp_path: P
         client.close()
 
 
-def test_replica_change_keeps_versions_and_weights(
-    runtime: LocalRuntime, tmp_path: Path
-) -> None:
+def test_replica_change_keeps_versions_and_weights(runtime: LocalRuntime, tmp_path: Path) -> None:
     runtime.load("clf", "1.0.0", support.classifier_artifact(tmp_path, 0), SETTINGS)
     runtime.load("clf", "1.1.0", support.classifier_artifact(tmp_path, 1), SETTINGS)
     runtime.set_traffic("clf", {"1.0.0": 80, "1.1.0": 20}, None)
