@@ -6,11 +6,20 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from mlops import workspace as ws_mod
+from mlops.plan import payloads
+from mlops.providers import factory
+from mlops.providers.engine.runtime import LocalRuntime
+from mlops.spec import load
+from mlops.state import applied
+from mlops.state import models as state
 from tests import support
+from tests.runtime.support import free_port
 from tests.support import Runner
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,3 +90,30 @@ def set_version(spec_file: Path, version: str, replace: dict[str, str] | None = 
         assert old in text, old
         text = text.replace(old, new)
     spec_file.write_text(text)
+
+
+@pytest.fixture
+def serving(workspace: Path) -> Iterator[LocalRuntime]:
+    """The workspace's engine running 1.0.0 at 100%, as a finished apply leaves it."""
+    from tests.plan.test_cli import register
+
+    (workspace / "mlops.yaml").write_text(f"target: local\nserve: {{port: {free_port()}}}\n")
+    register(workspace)
+    ws = ws_mod.open_workspace(workspace)
+    (item,) = load.load_specs([workspace / "specs"], workspace)
+    runtime = LocalRuntime(ws)
+    runtime.start(1)
+    try:
+        artifact = factory.registry(ws).artifact_path("fraud-scorer", "1.0.0")
+        runtime.load("fraud-scorer", "1.0.0", artifact, payloads.engine_settings(item.deployment))
+        runtime.set_traffic("fraud-scorer", {"1.0.0": 100}, None)
+        applied.update(
+            applied.path_in(ws.state_dir),
+            "fraud-scorer",
+            state.AppliedRecord(
+                loaded=["1.0.0"], weights={"1.0.0": 100}, aliases={"stable": "1.0.0"}
+            ),
+        )
+        yield runtime
+    finally:
+        runtime.stop()

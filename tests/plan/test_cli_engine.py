@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mlops import workspace as ws_mod
 from mlops.plan import payloads
-from mlops.providers import factory
 from mlops.providers.engine.runtime import LocalRuntime
 from mlops.spec import load
-from mlops.state import applied
-from mlops.state import models as state
 from tests.support import Runner
 
-from .test_cli import SPEC, register
+from .test_cli import SPEC
 
 pytestmark = pytest.mark.slow
 
@@ -26,31 +22,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def serving(workspace: Path) -> Iterator[LocalRuntime]:
-    """The workspace's engine running 1.0.0 at 100%, as a finished apply leaves it."""
-    (workspace / "mlops.yaml").write_text(f"target: local\nserve: {{port: {_free_port()}}}\n")
-    register(workspace)
-    ws = ws_mod.open_workspace(workspace)
-    (item,) = load.load_specs([workspace / "specs"], workspace)
-    runtime = LocalRuntime(ws)
-    runtime.start(1)
-    try:
-        artifact = factory.registry(ws).artifact_path("fraud-scorer", "1.0.0")
-        runtime.load("fraud-scorer", "1.0.0", artifact, payloads.engine_settings(item.deployment))
-        runtime.set_traffic("fraud-scorer", {"1.0.0": 100}, None)
-        applied.update(
-            applied.path_in(ws.state_dir),
-            "fraud-scorer",
-            state.AppliedRecord(
-                loaded=["1.0.0"], weights={"1.0.0": 100}, aliases={"stable": "1.0.0"}
-            ),
-        )
-        yield runtime
-    finally:
-        runtime.stop()
 
 
 def test_serving_as_specified_is_no_changes(mlops: Runner, serving: LocalRuntime) -> None:

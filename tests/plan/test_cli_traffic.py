@@ -13,7 +13,6 @@ from tests.support import Runner
 
 from .conftest import set_version
 from .test_cli import SPEC
-from .test_cli_engine import serving  # noqa: F401  (the running-engine fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +20,7 @@ pytestmark = pytest.mark.slow
 def test_canary_estimate_uses_the_measured_request_rate(
     mlops: Runner,
     workspace: Path,
-    serving: LocalRuntime,  # noqa: F811
+    serving: LocalRuntime,
 ) -> None:
     body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 30], "data": [0.1] * 30}]}
     with httpx.Client(base_url=serving.inference_url()) as client:

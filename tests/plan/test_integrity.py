@@ -9,7 +9,6 @@ import json
 import shutil
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,15 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mlops import workspace as ws_mod
-from mlops.plan import diff, payloads
+from mlops.plan import diff
 from mlops.plan import types as t
-from mlops.providers import factory
 from mlops.providers.engine.runtime import LocalRuntime
-from mlops.spec import load
-from mlops.state import applied
 from mlops.state import models as state
-from tests.runtime.support import free_port
 from tests.support import Runner
 
 from . import helpers as h
@@ -151,31 +145,6 @@ def test_unpinned_artifact_with_the_registered_bytes_is_fine() -> None:
 def _sha(path: Path) -> str:
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-@pytest.fixture
-def serving(workspace: Path) -> Iterator[LocalRuntime]:
-    """The workspace's engine running 1.0.0 at 100%, as a finished apply leaves it."""
-    (workspace / "mlops.yaml").write_text(f"target: local\nserve: {{port: {free_port()}}}\n")
-    register(workspace)
-    ws = ws_mod.open_workspace(workspace)
-    (item,) = load.load_specs([workspace / "specs"], workspace)
-    runtime = LocalRuntime(ws)
-    runtime.start(1)
-    try:
-        artifact = factory.registry(ws).artifact_path("fraud-scorer", "1.0.0")
-        runtime.load("fraud-scorer", "1.0.0", artifact, payloads.engine_settings(item.deployment))
-        runtime.set_traffic("fraud-scorer", {"1.0.0": 100}, None)
-        applied.update(
-            applied.path_in(ws.state_dir),
-            "fraud-scorer",
-            state.AppliedRecord(
-                loaded=["1.0.0"], weights={"1.0.0": 100}, aliases={"stable": "1.0.0"}
-            ),
-        )
-        yield runtime
-    finally:
-        runtime.stop()
 
 
 def _probabilities(runtime: LocalRuntime, rows: np.ndarray[Any, Any]) -> list[float]:
