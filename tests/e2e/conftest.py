@@ -274,11 +274,15 @@ def ws(stable_template: tuple[Path, Path], models: Path) -> Iterator[E2EWorkspac
 
 class RoutingWatch:
     """Polls every worker's routing table during a run: the highest weight each version ever
-    had, as seen by the engine itself."""
+    had, as seen by the engine itself; with `index`, also the states each version had in the
+    workers' repository index."""
 
-    def __init__(self, ws: E2EWorkspace, model: str = NAME, period: float = 0.05) -> None:
-        self.ws, self.model, self.period = ws, model, period
+    def __init__(
+        self, ws: E2EWorkspace, model: str = NAME, period: float = 0.05, index: bool = False
+    ) -> None:
+        self.ws, self.model, self.period, self.index = ws, model, period, index
         self.max_weight: dict[str, int] = {}
+        self.states: dict[str, set[str]] = {}
         self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -294,18 +298,25 @@ class RoutingWatch:
     def _run(self) -> None:
         import httpx
 
-        with httpx.Client(timeout=1.0) as client:
+        with httpx.Client(timeout=1.0, headers=self.ws.admin_headers()) as client:
             while not self._stop.wait(self.period):
                 for url in self.ws.admin_urls():
                     try:
-                        reply = client.get(f"{url}/v2/routing", headers=self.ws.admin_headers())
-                        table = reply.raise_for_status().json()
+                        table = client.get(f"{url}/v2/routing").raise_for_status().json()
+                        rows = (
+                            client.post(f"{url}/v2/repository/index", json={}).json()
+                            if self.index
+                            else []
+                        )
                     except (httpx.HTTPError, ValueError):
                         continue
                     weights = (table.get("models", {}).get(self.model) or {}).get("weights", {})
                     self.samples += 1
                     for version, weight in weights.items():
                         self.max_weight[version] = max(self.max_weight.get(version, 0), int(weight))
+                    for row in rows:
+                        if row.get("name") == self.model:
+                            self.states.setdefault(row["version"], set()).add(row.get("state"))
 
 
 class Load:

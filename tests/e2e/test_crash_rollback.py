@@ -13,58 +13,22 @@ import os
 import re
 import signal
 import subprocess
-import threading
 import time
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import NAME, E2EWorkspace, Load
+from tests.e2e.conftest import NAME, E2EWorkspace, Load, RoutingWatch
 from tests.e2e.test_safety import wait_for_hold
 
 pytestmark = pytest.mark.slow
 
 
-class EngineWatch:
-    """Polls every worker's routing table and repository index: the highest weight and the
-    states each version ever had, as the engine itself reported them."""
-
-    def __init__(self, ws: E2EWorkspace, period: float = 0.02) -> None:
-        self.ws, self.period = ws, period
-        self.max_weight: dict[str, int] = {}
-        self.states: dict[str, set[str]] = {}
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> EngineWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=1.0, headers=self.ws.admin_headers()) as client:
-            while not self._stop.wait(self.period):
-                for url in self.ws.admin_urls():
-                    try:
-                        routing = client.get(f"{url}/v2/routing")
-                        rows = client.post(f"{url}/v2/repository/index", json={}).json()
-                    except (httpx.HTTPError, ValueError):
-                        continue
-                    if routing.status_code != 200:
-                        continue
-                    table = routing.json()
-                    self.samples += 1
-                    model = (table.get("models") or {}).get(NAME) or {}
-                    for version, weight in (model.get("weights") or {}).items():
-                        self.max_weight[version] = max(self.max_weight.get(version, 0), weight)
-                    for row in rows:
-                        if row.get("name") == NAME:
-                            self.states.setdefault(row["version"], set()).add(row.get("state"))
+def engine_watch(ws: E2EWorkspace) -> RoutingWatch:
+    """Every worker's routing table and repository index, polled fast: the highest weight and
+    the states each version ever had, as the engine itself reported them."""
+    return RoutingWatch(ws, period=0.02, index=True)
 
 
 def _engine_pid(ws: E2EWorkspace) -> int:
@@ -116,7 +80,7 @@ def test_engine_killed_in_a_hold_never_brings_the_canary_back(ws: E2EWorkspace) 
 
     # The next engine start (here: applying the stable spec again) never serves 1.1.0.
     ws.spec("1.0.0")
-    with EngineWatch(ws) as watch:
+    with engine_watch(ws) as watch:
         ws.mlops("apply", "--auto-approve", "specs/")
         time.sleep(0.5)
     assert watch.samples > 0
