@@ -213,14 +213,19 @@ def test_a_worker_that_never_answers_stops_the_rollback_with_its_state(rig: Rig)
     assert rollback_.Rollback.from_entry(entry).steps == _rollback().steps
 
 
-def test_the_executor_retries_an_action_until_a_late_worker_confirms(rig: Rig) -> None:
-    action = t.Action(
+def _half_traffic(canary: str) -> t.Action:
+    """The plan's step that sends half of the traffic to `canary`."""
+    return t.Action(
         id=f"{MODEL}/08-set_traffic-50",
         address=f"traffic.{MODEL}",
         kind=t.ActionKind.SET_TRAFFIC,
         symbol=t.ChangeSymbol.UPDATE,
-        after={"weights": {"1.0.0": 50, "1.1.0": 50}, "shadow": None},
+        after={"weights": {"1.0.0": 50, canary: 50}, "shadow": None},
     )
+
+
+def test_the_executor_retries_an_action_until_a_late_worker_confirms(rig: Rig) -> None:
+    action = _half_traffic("1.1.0")
     plan = _plan(action)
     run = rig.journal(plan)
     rig.stop(1)
@@ -237,13 +242,7 @@ def test_the_executor_retries_an_action_until_a_late_worker_confirms(rig: Rig) -
 def test_a_worker_that_never_answers_fails_the_action_once_the_policy_is_spent(
     rig: Rig,
 ) -> None:
-    action = t.Action(
-        id=f"{MODEL}/08-set_traffic-50",
-        address=f"traffic.{MODEL}",
-        kind=t.ActionKind.SET_TRAFFIC,
-        symbol=t.ChangeSymbol.UPDATE,
-        after={"weights": {"1.0.0": 50, "1.1.0": 50}, "shadow": None},
-    )
+    action = _half_traffic("1.1.0")
     plan = _plan(action)
     run = rig.journal(plan)
     silent = rig.runtime.worker_admin_urls()[1]
@@ -260,13 +259,7 @@ def test_a_worker_that_never_answers_fails_the_action_once_the_policy_is_spent(
 
 
 def test_a_refusal_is_not_retried(rig: Rig) -> None:
-    action = t.Action(
-        id=f"{MODEL}/08-set_traffic-50",
-        address=f"traffic.{MODEL}",
-        kind=t.ActionKind.SET_TRAFFIC,
-        symbol=t.ChangeSymbol.UPDATE,
-        after={"weights": {"1.0.0": 50, "9.9.9": 50}, "shadow": None},
-    )
+    action = _half_traffic("9.9.9")
     plan = _plan(action)
     run = rig.journal(plan)
     listener = Listener()
