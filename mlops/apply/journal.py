@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops import errors, fsio
+from mlops.plan import planfile
 from mlops.plan import types as plan_types
 
 JOURNAL_DIR = "journal"
@@ -111,9 +112,12 @@ class Journal:
     def plan(self) -> plan_types.Plan:
         path = self.directory / f"{self.run_id}.plan.json"
         try:
-            return plan_types.Plan.model_validate_json(path.read_bytes())
-        except (OSError, ValueError) as exc:
+            text = path.read_text()
+        except OSError as exc:
             raise errors.MlopsError(f"cannot read the plan of run {self.run_id}: {exc}") from None
+        # The same checks and one-line errors as a saved plan (e.g. a run begun by an older
+        # mlops, whose plan format this one does not read).
+        return planfile.loads(text, source=f"the plan of run {self.run_id}")
 
     # -- writing ------------------------------------------------------------------------------
 

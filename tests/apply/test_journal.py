@@ -94,3 +94,17 @@ def test_lines_are_json_with_sequence_numbers(tmp_path: Path) -> None:
 
 def test_no_journal_yet(tmp_path: Path) -> None:
     assert journal.Journal.current(tmp_path) is None
+
+
+def test_a_run_begun_with_an_older_plan_format_fails_in_one_line(tmp_path: Path) -> None:
+    run = journal.Journal.create(tmp_path, _plan(), None)
+    plan_file = run.directory / f"{run.run_id}.plan.json"
+    doc = json.loads(plan_file.read_text())
+    doc["format_version"] = 1  # as an mlops before the typed payloads wrote it
+    doc.pop("schema_version", None)
+    plan_file.write_text(json.dumps(doc))
+    with pytest.raises(errors.MlopsError) as info:
+        journal.Journal(run.directory, run.run_id).plan()
+    message = info.value.message
+    assert "\n" not in message
+    assert f"the plan of run {run.run_id}" in message and "plan again" in message
