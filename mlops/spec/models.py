@@ -411,6 +411,40 @@ class ModelDeployment(Frozen):
 class WorkspaceServe(Frozen):
     host: str = "127.0.0.1"
     port: int = Field(default=8480, ge=1, le=65535)
+    # process: the engine runs as local processes (default); container: each version runs as
+    # its built image (`images:` required), so what is tested locally is what ships.
+    runtime: Literal["process", "container"] = "process"
+
+
+# name[:tag]@sha256:<64 hex>; the tag is informative only, the digest is what is used.
+IMAGE_BASE = re.compile(r"^[a-z0-9][a-z0-9._:/-]{0,250}@sha256:[0-9a-f]{64}$")
+# HOST[:PORT]/PATH: where model images are pushed (REPOSITORY/MODEL).
+IMAGE_REPOSITORY = re.compile(r"^[a-z0-9][a-z0-9.-]*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)+$")
+
+
+class WorkspaceImages(Frozen):
+    """`images:` of mlops.yaml: build one image per model version (docs/images.md)."""
+
+    base: str  # e.g. python:3.12-slim@sha256:...
+    repository: str  # e.g. registry.example.com/team; images are REPOSITORY/MODEL
+
+    @field_validator("base")
+    @classmethod
+    def _base(cls, value: str) -> str:
+        if not IMAGE_BASE.match(value):
+            raise ValueError(
+                f"images.base {value!r} must be pinned by digest (NAME[:TAG]@sha256:<64 hex>)"
+            )
+        return value
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str) -> str:
+        host = value.split("/", 1)[0]
+        has_host = "." in host or ":" in host or host == "localhost"
+        if not IMAGE_REPOSITORY.match(value) or len(value) > 200 or not has_host:
+            raise ValueError(f"images.repository {value!r} must be HOST[:PORT]/PATH in lower case")
+        return value
 
 
 class WorkspaceKubernetes(Frozen):
@@ -465,6 +499,13 @@ class WorkspaceConfig(Frozen):
     metrics: str = "builtin"  # "builtin", "prometheus" (started by mlops) or a Prometheus URL
     serve: WorkspaceServe = WorkspaceServe()
     kubernetes: WorkspaceKubernetes = WorkspaceKubernetes()
+    images: WorkspaceImages | None = None  # null: no images are built
+
+    @model_validator(mode="after")
+    def _container_needs_images(self) -> WorkspaceConfig:
+        if self.serve.runtime == "container" and self.images is None:
+            raise ValueError("serve.runtime: container needs an images: section (base, repository)")
+        return self
 
     @field_validator("metrics")
     @classmethod

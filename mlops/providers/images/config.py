@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from mlops.providers.images import errors as image_errors
 from mlops.providers.images import registry
+from mlops.spec import models as spec
 
-# name[:tag]@sha256:<64 hex>; the tag is informative only, the digest is what is used.
-_BASE = re.compile(r"^[a-z0-9][a-z0-9._:/-]{0,250}@sha256:[0-9a-f]{64}$")
-_REPOSITORY = re.compile(r"^[a-z0-9][a-z0-9.-]*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)+$")
+_BASE = spec.IMAGE_BASE
+_REPOSITORY = spec.IMAGE_REPOSITORY
 
 
 @dataclass(frozen=True)
