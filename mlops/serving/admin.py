@@ -18,7 +18,14 @@ if TYPE_CHECKING:
 SERVER = {
     "name": "mlops",
     "version": __version__,
-    "extensions": ["binary_tensor_data", "model_repository", "mlops_routing", "mlops_feedback"],
+    "extensions": [
+        "binary_tensor_data",
+        "model_repository",
+        "statistics",
+        "model_configuration",
+        "mlops_routing",
+        "mlops_feedback",
+    ],
 }
 _ADMIN_BODY_LIMIT = 1 << 20
 
@@ -81,7 +88,7 @@ async def _model(engine: Engine, send: Send, parts: list[str]) -> None:
     repo = engine.repository
     versions = repo.versions_of(name)
     if not versions:
-        raise NotFound(f"unknown model '{name}'")
+        raise NotFound(f"Request for unknown model: '{name}' is not found")
     if len(parts) >= 3 and parts[1] == "versions":
         version, rest = parts[2], parts[3:]
     elif len(parts) <= 2:
@@ -101,7 +108,7 @@ async def _model(engine: Engine, send: Send, parts: list[str]) -> None:
     if version is None:
         route = engine.router.routes.get(name)
         if route is None:
-            raise NotFound(f"model '{name}' has no ready version")
+            raise NotFound(f"Request for unknown model: '{name}' has no available versions")
         mv = route.choose()
     else:
         mv = repo.get(name, version)

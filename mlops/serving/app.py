@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from mlops import fsio
-from mlops.serving import admin, desired, infer, intake, metrics, tracing
+from mlops.serving import admin, desired, infer, intake, metrics, tracing, triton_compat
 from mlops.serving.config import ServeConfig, read_admin_token
 from mlops.serving.errors import (
     BadRequest,
@@ -222,7 +222,11 @@ class Engine:
             elif path == "/metrics":
                 await admin.metrics(self, send)
             elif path == "/v2" or path.startswith("/v2/"):
-                await admin.handle(self, scope, receive, send, path[4:].rstrip("/").split("/"))
+                parts = path[4:].rstrip("/").split("/")
+                if triton_compat.handles(parts):  # Triton's statistics and config extensions
+                    await triton_compat.handle(self, scope, send, parts)
+                else:
+                    await admin.handle(self, scope, receive, send, parts)
             else:
                 raise NotFound(f"no endpoint {path}")
         except ServingError as exc:

@@ -190,6 +190,9 @@ class Batcher:
                         self._timer = self._loop.call_later(wait, self._on_timer)
                     return
             items = self._take()
+            now = self._loop.time()
+            for it in items:  # the queue wait, for Triton's statistics (triton_compat.py)
+                self._stats.queued_seconds += now - it.since
             self._busy += 1
             future = self._loop.run_in_executor(self._executor, self._run, items)
             future.add_done_callback(functools.partial(self._done, items))

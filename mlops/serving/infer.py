@@ -46,7 +46,7 @@ async def handle(
         if version is None:
             route = engine.router.routes.get(name)
             if route is None:
-                raise NotFound(f"unknown model '{name}'")
+                raise NotFound(f"Request for unknown model: '{name}' is not found")
             mv = route.choose()
         else:
             mv = engine.repository.get(name, version)
@@ -86,6 +86,7 @@ async def handle(
         t5 = perf_counter()
     except ServingError as exc:
         counts.requests[str(exc.status)] += 1
+        stats.failed_seconds += perf_counter() - t0
         await respond_error(send, exc.status, exc.message, headers)
         return
     except asyncio.CancelledError:
@@ -94,6 +95,7 @@ async def handle(
     except Exception as exc:
         log.exception("internal error serving %s@%s", name, mv.version)
         counts.requests["500"] += 1
+        stats.failed_seconds += perf_counter() - t0
         await respond_error(send, 500, f"internal error: {type(exc).__name__}", headers)
         return
     finally:
@@ -105,6 +107,8 @@ async def handle(
         await respond(send, 200, payload, OCTET, headers)
     counts.requests["200"] += 1
     counts.duration.observe(t5 - t0)
+    stats.inferences += rows
+    stats.last_at = t5
     decode_h, pre_h, infer_h, post_h = stats.stages
     decode_h.observe(t2 - t1)
     pre_h.observe(t3 - t2)

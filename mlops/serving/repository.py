@@ -83,8 +83,9 @@ class Repository:
         found = self.live.get(name, {}).get(version)
         if found is None:
             if name not in self.live:
-                raise NotFound(f"unknown model '{name}'")
-            raise NotFound(f"model '{name}' has no loaded version '{version}'")
+                raise NotFound(f"Request for unknown model: '{name}' is not found")
+            # Triton's wording: its clients look for "Request for unknown model".
+            raise NotFound(f"Request for unknown model: '{name}' version {version} is not found")
         return found
 
     def ready(self) -> bool:

@@ -55,9 +55,13 @@ class VersionStats:
         "batched_requests",
         "batches",
         "direct",
+        "failed_seconds",
         "feedback",
         "feedback_value",
+        "inferences",
+        "last_at",
         "mirrored",
+        "queued_seconds",
         "routed",
         "stages",
     )
@@ -76,6 +80,14 @@ class VersionStats:
         # Runs of the model and the requests they carried: their ratio proves merging.
         self.batches = 0
         self.batched_requests = 0
+        # For Triton's statistics extension (triton_compat.py): rows answered (Triton counts
+        # each row of a batch as one inference), the perf_counter stamp of the last answer
+        # (0.0: none yet), time failed client requests took, and time requests waited in the
+        # batcher's queue (part of the `inference` stage, which starts at submission).
+        self.inferences = 0
+        self.last_at = 0.0
+        self.failed_seconds = 0.0
+        self.queued_seconds = 0.0
 
     @property
     def by_route(self) -> tuple[tuple[str, RouteStats], ...]:

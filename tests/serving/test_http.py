@@ -79,7 +79,7 @@ def test_tritonclient_repository_extension(engine: EngineThread) -> None:
         ("/v2/models/clf/versions/1.0.0/infer", infer_body(features=3), 400, "shape"),
         ("/v2/models/clf/versions/1.0.0/infer", infer_body(value=float("nan")), 400, "JSON"),
         ("/v2/models/nope/infer", infer_body(), 404, "unknown model"),
-        ("/v2/models/clf/versions/9.9.9/infer", infer_body(), 404, "no loaded version"),
+        ("/v2/models/clf/versions/9.9.9/infer", infer_body(), 404, "version 9.9.9 is not found"),
     ],
 )
 def test_bad_input_gets_a_one_line_error(
