@@ -59,7 +59,7 @@ class Checkpoint:
         declared = tuple(payload.gates)
         if payload.stable is None:
             # Nothing to compare with: relative gates could only ever be inconclusive.
-            declared = tuple(g for g in declared if g.max_increase is None)
+            declared = tuple(g for g in declared if not g.relative)
         return cls(
             id=action_id,
             model=model,
@@ -131,9 +131,9 @@ def measure(
         else:
             canary = metrics.sample(point.model, point.canary, gate, window)
         stable: gates.Sample | None = None
-        if gate.max_increase is not None and point.stable is not None:
+        if gate.relative and point.stable is not None:
             raw = metrics.sample(point.model, point.stable, gate, window)
-            stable = tracker.reference(gate.label, raw, point.min_requests)
+            stable = tracker.reference(gate.label, raw, gates.needed(gate, point.min_requests))
         traffic = "shadow" if point.shadow else "routed"
         round_.append(gates.evaluate(gate, canary, stable, point.min_requests, traffic))
     return round_

@@ -192,6 +192,8 @@ def _requests(measurement: dict[str, Any]) -> str:
     text = f"{count:.0f}" if count.is_integer() else f"{count:.1f}"
     if measurement.get("gate") == "shadow_agreement":
         return f"{text} compared"
+    if " outcomes" in str(measurement.get("threshold")):  # a feedback (business) gate
+        return f"{text} outcomes"
     return f"{text} mirrored" if measurement.get("traffic") == "shadow" else f"{text} routed"
 
 

@@ -56,12 +56,15 @@ def evaluate(
     min_requests: int,
     traffic: str = "routed",
 ) -> Measurement:
-    """Measure one gate. `stable` is needed only for `max_increase` gates. `traffic` says what
+    """Measure one gate. `stable` is needed only for relative (`max_increase`, `max_decrease`)
+    gates. `traffic` says what
     `canary` counted (routed requests, or a shadow's mirrored ones); only the wording and the
     record depend on it: `min_requests` applies to those requests either way."""
     label = gate.label
     threshold = threshold_text(gate, stable.value if stable else None)
     shadow = traffic == "shadow"
+    outcomes = gate.metric == "positive_rate"
+    min_requests = needed(gate, min_requests)
 
     def result(verdict: Verdict, detail: str, reference: float | None = None) -> Measurement:
         value = canary.value if _finite(canary.value) else None
@@ -73,6 +76,7 @@ def evaluate(
         return result(Verdict.ERROR, canary.error)
     if canary.requests < min_requests:
         what = "mirrored requests" if shadow and gate.metric != "shadow_agreement" else "requests"
+        what = "feedback outcomes" if outcomes else what
         return result(
             Verdict.INCONCLUSIVE,
             f"{_count(canary.requests)} {what} in the window, need {min_requests}",
@@ -104,6 +108,25 @@ def evaluate(
                 f"{_fmt(value)} is +{increase:.0%} over stable {_fmt(reference)} "
                 f"(allowed +{gate.max_increase:.0%})"
             )
+    if gate.max_decrease is not None:
+        if stable is None:
+            return result(Verdict.INCONCLUSIVE, "no stable version to compare with")
+        if stable.error is not None:
+            return result(Verdict.ERROR, f"stable: {stable.error}")
+        reference = stable.value
+        if reference is None or not math.isfinite(reference) or stable.requests < min_requests:
+            have = _count(stable.requests)
+            return result(
+                Verdict.INCONCLUSIVE,
+                f"stable has {have} feedback outcomes in the window, need {min_requests}",
+            )
+        floor = reference * (1.0 - gate.max_decrease)
+        if value < floor:
+            decrease = 1.0 - value / reference if reference > 0 else 0.0
+            failures.append(
+                f"{_fmt(value)} is -{decrease:.0%} under stable {_fmt(reference)} "
+                f"(allowed -{gate.max_decrease:.0%})"
+            )
     if failures:
         return result(Verdict.FAILED, "; ".join(failures), reference)
     return result(Verdict.PASSED, f"{_fmt(value)} within {threshold}", reference)
@@ -127,7 +150,24 @@ def threshold_text(gate: spec.Gate, stable_value: float | None = None) -> str:
     if gate.max_increase is not None:
         ref = f" ({_fmt(stable_value)})" if _finite(stable_value) else ""
         parts.append(f"<= stable{ref} +{gate.max_increase:.0%}")
+    if gate.max_decrease is not None:
+        ref = f" ({_fmt(stable_value)})" if _finite(stable_value) else ""
+        parts.append(f">= stable{ref} -{gate.max_decrease:.0%}")
+    if gate.metric == "positive_rate":
+        parts.append(f"over >= {needed(gate, 0)} outcomes")
     return " and ".join(parts)
+
+
+# Feedback outcomes a positive_rate gate needs (per version and window) when it names none.
+DEFAULT_MIN_OUTCOMES = 20
+
+
+def needed(gate: spec.Gate, min_requests: int) -> int:
+    """What the canary's (and a relative gate's stable) count must reach before a verdict:
+    the rollout's `min_requests`, or for a feedback gate its own `min_outcomes`."""
+    if gate.metric == "positive_rate":
+        return gate.min_outcomes if gate.min_outcomes is not None else DEFAULT_MIN_OUTCOMES
+    return min_requests
 
 
 class Decision(StrEnum):

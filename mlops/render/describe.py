@@ -29,6 +29,10 @@ def gate(gate: spec.Gate) -> str:
         parts.append(f"{label} <= {gate.max:g}{'ms' if latency else ''}")
     if gate.max_increase is not None:
         parts.append(f"{label} <= +{gate.max_increase * 100:g}% vs stable")
+    if gate.max_decrease is not None:
+        parts.append(f"{label} >= -{gate.max_decrease * 100:g}% vs stable")
+    if gate.min_outcomes is not None:
+        parts.append(f"over >= {gate.min_outcomes} outcomes")
     return " and ".join(parts) or label
 
 

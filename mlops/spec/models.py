@@ -268,19 +268,33 @@ class ShadowPhase(Frozen):
 
 
 class Gate(Frozen):
-    """A metric condition. Named metrics use `max`, `min` or `max_increase`; PromQL uses `query`."""
+    """A metric condition. Named metrics use `max`, `min` or `max_increase`; PromQL uses `query`.
 
-    metric: Literal["error_rate", "latency_p99", "latency_p50", "shadow_agreement"] | None = None
+    `positive_rate` is a business gate on /v2/feedback outcomes (value 1 positive, 0 negative:
+    the rate is the mean reported value): `min` and/or `max_decrease` (relative to the stable
+    version's rate), judged once `min_outcomes` outcomes were reported (docs/monitoring-gates.md).
+    """
+
+    metric: (
+        Literal["error_rate", "latency_p99", "latency_p50", "shadow_agreement", "positive_rate"]
+        | None
+    ) = None
     name: DnsName | None = None
     query: str | None = None
     min: float | None = None
     max: float | None = None
     max_increase: float | None = Field(default=None, ge=0, le=10)
+    max_decrease: float | None = Field(default=None, ge=0, le=1)
+    min_outcomes: int | None = Field(default=None, ge=1, le=1_000_000)
 
     @model_validator(mode="after")
     def _shape(self) -> Gate:
         if (self.metric is None) == (self.query is None):
             raise ValueError("a gate needs exactly one of 'metric' (a known metric) or 'query'")
+        if self.metric != "positive_rate" and (
+            self.max_decrease is not None or self.min_outcomes is not None
+        ):
+            raise ValueError("max_decrease and min_outcomes apply only to positive_rate")
         if self.query is not None:
             if not self.name:
                 raise ValueError("a query gate needs a 'name'")
@@ -290,14 +304,15 @@ class Gate(Frozen):
                 raise ValueError("a query gate needs 'min' and/or 'max'")
             if self.max_increase is not None:
                 raise ValueError("max_increase applies only to latency metrics")
-        elif self.metric in ("error_rate", "shadow_agreement"):
+        elif self.metric in ("error_rate", "shadow_agreement", "positive_rate"):
             if self.max_increase is not None:
                 raise ValueError(f"max_increase does not apply to {self.metric}")
             for bound in (self.min, self.max):
                 if bound is not None and not 0.0 <= bound <= 1.0:
                     raise ValueError(f"{self.metric} thresholds are fractions between 0 and 1")
-            if self.min is None and self.max is None:
-                raise ValueError(f"{self.metric} needs 'min' or 'max'")
+            if self.min is None and self.max is None and self.max_decrease is None:
+                extra = " or 'max_decrease'" if self.metric == "positive_rate" else ""
+                raise ValueError(f"{self.metric} needs 'min' or 'max'{extra}")
         else:
             if self.min is not None:
                 raise ValueError(f"{self.metric} takes 'max' (ms) or 'max_increase', not 'min'")
@@ -312,6 +327,11 @@ class Gate(Frozen):
     @property
     def label(self) -> str:
         return self.name or self.metric or "query"
+
+    @property
+    def relative(self) -> bool:
+        """Judged against the stable version (its sample is measured too)."""
+        return self.max_increase is not None or self.max_decrease is not None
 
 
 DEFAULT_GATES = (

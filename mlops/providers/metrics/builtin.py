@@ -99,6 +99,8 @@ class BuiltinMetrics:
             return Sample(None if seconds is None else seconds * 1000.0, served)
         if gate.metric == "shadow_agreement":
             return Sample(metric_math.agreement(delta), sum(delta.agree.values()))
+        if gate.metric == "positive_rate":  # `requests` counts feedback outcomes here
+            return Sample(metric_math.positive_rate(delta), delta.feedback.get("count", 0.0))
         return Sample(None, 0.0, error=f"unknown gate metric {gate.metric!r}")
 
     def _increase(

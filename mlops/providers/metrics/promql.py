@@ -62,6 +62,8 @@ def request_count(
     """What `min_requests` counts: shadow comparisons for shadow_agreement, else served requests."""
     if gate.metric == "shadow_agreement":
         return increase("mlops_shadow_agreement_total", selector(model, version), window_)
+    if gate.metric == "positive_rate":  # feedback outcomes reported for the version
+        return increase("mlops_feedback_total", selector(model, version), window_)
     return served(model, version, window_, traffic)
 
 
@@ -84,4 +86,8 @@ def gate_query(
         agreed = increase(metric, selector(model, version, 'agree="true"'), window_)
         compared = increase(metric, selector(model, version), window_)
         return f"({agreed} or vector(0)) / {compared}"
+    if gate.metric == "positive_rate":  # mean feedback value: 1 positive, 0 negative
+        values = increase("mlops_feedback_value_total", selector(model, version), window_)
+        outcomes = increase("mlops_feedback_total", selector(model, version), window_)
+        return f"({values}) / {outcomes}"
     raise ValueError(f"no PromQL template for gate metric {gate.metric!r}")

@@ -31,6 +31,8 @@ class VersionCounters:
     codes: dict[str, float] = field(default_factory=dict)  # HTTP code -> requests
     buckets: dict[float, float] = field(default_factory=dict)  # le (seconds) -> cumulative count
     agree: dict[str, float] = field(default_factory=dict)  # "true"/"false" -> comparisons
+    # /v2/feedback outcomes: "count" -> outcomes reported, "value" -> sum of their values.
+    feedback: dict[str, float] = field(default_factory=dict)
 
     def minus(self, before: VersionCounters | None) -> VersionCounters:
         """Increase since `before`; a counter that went down was reset and counts from zero."""
@@ -40,12 +42,14 @@ class VersionCounters:
             _delta(self.codes, before.codes),
             _delta(self.buckets, before.buckets),
             _delta(self.agree, before.agree),
+            _delta(self.feedback, before.feedback),
         )
 
     def add(self, other: VersionCounters) -> None:
         _accumulate(self.codes, other.codes)
         _accumulate(self.buckets, other.buckets)
         _accumulate(self.agree, other.agree)
+        _accumulate(self.feedback, other.feedback)
 
 
 def _delta(now: Mapping[K, float], before: Mapping[K, float]) -> dict[K, float]:
@@ -61,6 +65,9 @@ def _accumulate(into: dict[K, float], more: Mapping[K, float]) -> None:
         into[k] = into.get(k, 0.0) + v
 
 
+_FEEDBACK = {"mlops_feedback_total": "count", "mlops_feedback_value_total": "value"}
+
+
 def parse_routes(text: str) -> dict[RouteKey, VersionCounters]:
     """The counters the gates need, per route, from one worker's Prometheus exposition text.
 
@@ -72,7 +79,7 @@ def parse_routes(text: str) -> dict[RouteKey, VersionCounters]:
     for family in text_string_to_metric_families(text):
         # Matched by sample name: the family name depends on how the TYPE line was written.
         if not family.name.startswith(
-            ("mlops_requests", "mlops_request_duration", "mlops_shadow_a")
+            ("mlops_requests", "mlops_request_duration", "mlops_shadow_a", "mlops_feedback")
         ):
             continue
         for s in family.samples:
@@ -84,6 +91,9 @@ def parse_routes(text: str) -> dict[RouteKey, VersionCounters]:
                 found[model, version, route].buckets[float(s.labels["le"])] = s.value
             elif s.name == "mlops_shadow_agreement_total":
                 found[model, version, "shadow"].agree[s.labels.get("agree", "")] = s.value
+            elif s.name in _FEEDBACK:
+                # Outcomes are the version's, whichever way it served: kept with routed.
+                found[model, version, "routed"].feedback[_FEEDBACK[s.name]] = s.value
     return dict(found)
 
 
@@ -112,6 +122,14 @@ def agreement(c: VersionCounters) -> float | None:
     if total <= 0:
         return None
     return c.agree.get("true", 0.0) / total
+
+
+def positive_rate(c: VersionCounters) -> float | None:
+    """The mean reported feedback value: the positive rate for 1 (positive) / 0 outcomes."""
+    count = c.feedback.get("count", 0.0)
+    if count <= 0:
+        return None
+    return c.feedback.get("value", 0.0) / count
 
 
 def quantile(q: float, buckets: Mapping[float, float]) -> float | None:
