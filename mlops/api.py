@@ -208,7 +208,18 @@ def plan(
     warnings = [*ws.warnings, *made.warnings]
     # A rollback that began and did not finish comes first: no plan may undo it.
     problems = [*made.errors, *journal.unfinished_rollbacks(ws.state_dir)]
+    problems += _cluster_problems(ws, loaded, live)
     return made.model_copy(update={"refreshed": names, "warnings": warnings, "errors": problems})
+
+
+def _cluster_problems(ws: Workspace, loaded: Sequence[LoadedSpec], live: LiveState) -> list[str]:
+    """The kubernetes target runs images by digest: a version without one cannot be planned."""
+    if ws.config.target != "kubernetes":
+        return []
+    from mlops.providers.kubernetes import runtime as kubernetes
+
+    deployments = [item.deployment for item in loaded]
+    return kubernetes.plan_problems(ws, deployments, live.registry)
 
 
 def save_plan(plan: Plan, out: str | Path, workspace: str | None = None) -> Path:
@@ -481,14 +492,18 @@ def manifests(
     workspace: str | Path | None = None,
     engine: str | None = None,
     model_version: int | None = None,
+    image: str | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """The Kubernetes objects (and Triton config) the kubernetes target would apply, per spec."""
+    """The Kubernetes objects (and Triton config) the kubernetes target would apply, per spec;
+    `image` (by digest) stands in for a version whose image is not recorded yet."""
     from mlops import workspace as ws_mod
     from mlops.providers.kubernetes import runtime as kubernetes
 
     ws = ws_mod.open_workspace(workspace)
     options = kubernetes.options_for(ws, engine=engine)
-    return kubernetes.render_workspace(ws, paths, options, model_version=model_version)
+    return kubernetes.render_workspace(
+        ws, paths, options, model_version=model_version, image=image
+    )
 
 
 def manifests_yaml(objects: Sequence[Mapping[str, Any]]) -> str:

@@ -15,11 +15,13 @@ Examples:
   mlops manifests                          every spec under specs/, YAML on stdout
   mlops manifests specs/fraud-scorer.yaml | kubectl apply --dry-run=server -f -
   mlops manifests -o deploy/               deploy/NAME/*.yaml + deploy/NAME/config.pbtxt
-  mlops manifests --model-version 3        a version not registered yet (Triton version 3)
+  mlops manifests --model-version 3 --image registry.example.com/fraud-scorer@sha256:...
+                                           a version not registered or built yet
 
+Pods run the version's own image by digest (recorded by apply when mlops.yaml has images:).
 Cluster settings come from mlops.yaml `kubernetes` (namespace, gateway_ref, engine, image,
-fetch_image, registry_uri, hostnames; docs/kubernetes.md). The route sends all traffic to
-the spec's version.
+hostnames, accelerator_label; docs/kubernetes.md). The route sends all traffic to the spec's
+version.
 """
 
 
@@ -31,7 +33,11 @@ the spec's version.
 )  # fmt: skip
 @click.option(
     "--engine", type=click.Choice(["triton", "mlops"]), default=None,
-    help="Serving image: NVIDIA Triton (default) or the mlops engine.",
+    help="Serving engine: the mlops engine (default) or NVIDIA Triton.",
+)  # fmt: skip
+@click.option(
+    "--image", default=None, metavar="REF@sha256:...",
+    help="The version's image by digest, for a version whose image is not recorded yet.",
 )  # fmt: skip
 @click.option(
     "--model-version", type=click.IntRange(1), default=None,
@@ -44,11 +50,16 @@ def command(
     out: Path | None,
     engine: str | None,
     model_version: int | None,
+    image: str | None,
 ) -> None:
     """Print (or write) the Deployment, Service, HPA, ConfigMap and HTTPRoute of each spec."""
     run = cli.run_context(ctx)
     rendered = api.manifests(
-        list(paths), workspace=run.workspace, engine=engine, model_version=model_version
+        list(paths),
+        workspace=run.workspace,
+        engine=engine,
+        model_version=model_version,
+        image=image,
     )
     if out is None:
         click.echo(

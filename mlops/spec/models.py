@@ -36,7 +36,6 @@ _ACCELERATOR = re.compile(r"^(none|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$")
 IMAGE_REFERENCE = re.compile(
     r"^[a-z0-9]+([._/:-][a-z0-9]+)*(:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
 )
-_CLUSTER_REGISTRY = re.compile(r"^(https?://[^\s/]+[^\s]*|databricks(://[^\s]*)?)$")
 _DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*"
 _HOSTNAME = re.compile(rf"^(\*\.)?{_DNS_SUBDOMAIN}$")
 _LABEL_KEY = re.compile(rf"^({_DNS_SUBDOMAIN}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?$")
@@ -468,31 +467,37 @@ class WorkspaceImages(Frozen):
 
 
 class WorkspaceKubernetes(Frozen):
-    """The kubernetes target's cluster-side settings (docs/kubernetes.md)."""
+    """The kubernetes target's cluster-side settings (docs/kubernetes.md). Pods run each
+    version's own image, by the digest recorded on the registry version (`images:` builds it);
+    `image` is the Triton image when `engine: triton`, pinned by digest."""
 
     context: str | None = None
     namespace: DnsName = "default"
     gateway_ref: str | None = None
-    engine: Literal["triton", "mlops"] = "triton"
-    image: str | None = None  # the engine's image; default: a Triton release or mlops-engine
-    fetch_image: str | None = None  # an image with the `mlflow` CLI (init container)
-    registry_uri: str | None = None  # the registry as pods reach it; default: top-level key
+    engine: Literal["triton", "mlops"] = "mlops"
+    image: str | None = None  # engine: triton only: tritonserver@sha256:...
+    fetch_image: str | None = None  # retired: refused with the reason
+    registry_uri: str | None = None  # retired: refused with the reason
     hostnames: list[str] = Field(default_factory=list)
     accelerator_label: str | None = None  # node label carrying the GPU model
 
-    @field_validator("image", "fetch_image")
+    @field_validator("image")
     @classmethod
     def _image(cls, value: str | None) -> str | None:
         if value is not None and not IMAGE_REFERENCE.match(value):
-            raise ValueError(f"{value!r} is not an image reference such as repo/name:tag")
+            raise ValueError(f"{value!r} is not an image reference such as repo/name@sha256:...")
+        if value is not None and not re.search(r"@sha256:[0-9a-f]{64}$", value):
+            raise ValueError(f"{value!r} must be pinned by digest: NAME@sha256:<64 hex>")
         return value
 
-    @field_validator("registry_uri")
+    @field_validator("fetch_image", "registry_uri")
     @classmethod
-    def _registry(cls, value: str | None) -> str | None:
-        # Pods download artifacts themselves: only a server URI works from inside a cluster.
-        if value is not None and not _CLUSTER_REGISTRY.match(value):
-            raise ValueError("kubernetes.registry_uri must be an http(s):// or databricks URI")
+    def _retired(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError(
+                "no longer used: pods run the version's own image by digest (no registry fetch);"
+                " configure images: in mlops.yaml so apply builds it"
+            )
         return value
 
     @field_validator("hostnames")

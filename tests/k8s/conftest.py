@@ -22,6 +22,9 @@ from mlops.state import models as state
 ROOT = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.30"
 SHA = "ab" * 32
+# The version's image as apply records it (MLflow tag image_digest), and a Triton release.
+IMAGE = "registry.example.com/ml/fraud-scorer@sha256:" + "cd" * 32
+TRITON = "nvcr.io/nvidia/tritonserver@sha256:" + "ef" * 32
 # Where a user (or CI) points at the official Gateway API CRDs, e.g. the release's
 # standard-install.yaml; the CRD is third-party and is not copied into this repository.
 CRD_ENV = "MLOPS_GATEWAY_API_CRDS"
@@ -99,9 +102,12 @@ def gpu_spec() -> spec.ModelDeployment:
     )
 
 
-def registered(d: spec.ModelDeployment, number: int = 7) -> state.RegistryVersion:
+def registered(
+    d: spec.ModelDeployment, number: int = 7, image: str | None = IMAGE
+) -> state.RegistryVersion:
+    """A registered version; `image` is what apply recorded (None: never built)."""
     model = d.spec.model
-    return state.RegistryVersion(
+    version = state.RegistryVersion(
         name=d.name,
         semver=model.version,
         registry_version=str(number),
@@ -110,14 +116,19 @@ def registered(d: spec.ModelDeployment, number: int = 7) -> state.RegistryVersio
         signature=model.signature,
         baseline=model.baseline,
     )
+    if image is None:
+        return version
+    tags = {m.IMAGE_REFERENCE_TAG: image, m.IMAGE_DIGEST_TAG: image.rpartition("@")[2]}
+    return version.model_copy(update=tags)
 
 
 def options(**overrides: Any) -> m.Options:
     base: dict[str, Any] = {
         "namespace": "models",
         "gateway": m.GatewayRef(name="inference", namespace="gateways"),
-        "registry_uri": "http://mlflow.mlops.svc:5000",
     }
+    if overrides.get("engine") == "triton":
+        base["triton_image"] = TRITON
     return m.Options(**(base | overrides))
 
 

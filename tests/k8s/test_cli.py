@@ -27,33 +27,44 @@ def test_manifests_stdout_and_files(
     k8s_workspace: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(k8s_workspace)
-    code, out, err = run(["manifests", "--model-version", "3"], capsys)
+    code, out, err = run(["manifests", "--model-version", "3", "--image", c.IMAGE], capsys)
     assert code == 0, err
     objects = list(yaml.safe_load_all(out))
-    assert [o["kind"] for o in objects] == [
-        "ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler", "HTTPRoute",
-    ]  # fmt: skip
+    kinds = ["ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler", "HTTPRoute"]
+    assert [o["kind"] for o in objects] == kinds
     for obj in objects[:4]:
         c.assert_core_valid(obj)
-    assert "config.pbtxt: |" in out  # readable, not an escaped one-liner
-    code, out, err = run(["manifests", "--model-version", "3", "-o", "deploy"], capsys)
+    assert objects[1]["spec"]["template"]["spec"]["containers"][0]["image"] == c.IMAGE
+    assert "settings.json: |" in out  # readable, not an escaped one-liner
+    (k8s_workspace / "mlops.yaml").write_text(
+        "target: kubernetes\nkubernetes: {namespace: models, gateway_ref: gateways/inference,"
+        f" engine: triton, image: '{c.TRITON}'}}\n"
+    )
+    argv = ["manifests", "--model-version", "3", "--image", c.IMAGE]
+    code, out, err = run([*argv, "-o", "deploy"], capsys)
     assert code == 0, err
     config = (k8s_workspace / "deploy" / "fraud-scorer" / "config.pbtxt").read_text()
     assert list(text_format.Parse(config, pb.ModelConfig()).version_policy.specific.versions) == [3]
     route = yaml.safe_load(
         (k8s_workspace / "deploy" / "fraud-scorer" / "httproute.yaml").read_text()
     )
-    assert route == objects[-1]
+    assert route["spec"]["rules"][-1] == objects[-1]["spec"]["rules"][-1]
 
 
 def test_manifests_refuses_bad_input(
     k8s_workspace: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(k8s_workspace)
-    code, _, err = run(["manifests", "--model-version", "3", "-o", "/tmp/outside-ws"], capsys)
+    argv = ["manifests", "--model-version", "3", "--image", c.IMAGE]
+    code, _, err = run([*argv, "-o", "/tmp/outside-ws"], capsys)
     assert code == 1 and "outside the workspace" in err and "Traceback" not in err
     code, _, err = run(["manifests", "--model-version", "0"], capsys)
     assert code == 1
+    # A version with no recorded image and no --image: the fix in one line.
+    code, _, err = run(["manifests", "--model-version", "3"], capsys)
+    assert code == 1 and "images:" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(["manifests", "--model-version", "3", "--image", "x/y:1"], capsys)
+    assert code == 1 and "by digest" in err and "Traceback" not in err
     # Not registered in the (empty) local registry and no --model-version: one clear line.
     code, _, err = run(["manifests"], capsys)
     assert code == 1 and "not registered" in err and len(err.strip().splitlines()) == 1

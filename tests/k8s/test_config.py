@@ -21,10 +21,8 @@ registry_uri: http://127.0.0.1:5000
 kubernetes:
   namespace: serving
   gateway_ref: infra/public
-  engine: mlops
-  image: registry.example.com/ml/mlops-engine@{DIGEST}
-  fetch_image: registry.example.com/ml/mlflow:2.19
-  registry_uri: https://mlflow.internal.example.com
+  engine: triton
+  image: registry.example.com/nvidia/tritonserver@{DIGEST}
   hostnames: [scoring.example.com, "*.models.example.com"]
   accelerator_label: cloud.google.com/gke-accelerator
 """
@@ -45,12 +43,11 @@ def test_config_keys_reach_the_rendered_objects(tmp_path: Path) -> None:
     objects = _by_kind(k8s.render_manifests(d, c.registered(d), options))
     pod = objects["Deployment"]["spec"]["template"]["spec"]
     assert objects["Deployment"]["metadata"]["namespace"] == "serving"
-    assert pod["containers"][0]["image"] == f"registry.example.com/ml/mlops-engine@{DIGEST}"
-    (fetch,) = pod["initContainers"]
-    assert fetch["image"] == "registry.example.com/ml/mlflow:2.19"
-    # The pods' registry, not the workspace's local one, is what the fetch step talks to.
-    assert "https://mlflow.internal.example.com" in str(fetch)
-    assert "127.0.0.1" not in str(fetch)
+    assert pod["containers"][0]["image"] == f"registry.example.com/nvidia/tritonserver@{DIGEST}"
+    (stage,) = pod["initContainers"]
+    assert stage["image"] == c.IMAGE  # the version's own image carries the model
+    # The workspace's registry is never something pods talk to.
+    assert "127.0.0.1" not in str(objects)
     assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-t4"}
     route = objects["HTTPRoute"]["spec"]
     assert route["hostnames"] == ["scoring.example.com", "*.models.example.com"]
@@ -60,15 +57,18 @@ def test_config_keys_reach_the_rendered_objects(tmp_path: Path) -> None:
 
 def test_defaults_and_engine_override(tmp_path: Path) -> None:
     options = _options(tmp_path, "target: kubernetes\n")
-    assert options == m.Options()
-    triton = _options(tmp_path, "kubernetes: {image: 'nvcr.io/nvidia/tritonserver:25.01-py3'}\n")
-    assert triton.image == "nvcr.io/nvidia/tritonserver:25.01-py3"
-    # `mlops manifests --engine mlops` wins over the key; the Triton image is not reused.
-    engine = _options(tmp_path, "kubernetes: {engine: triton}\n", engine="mlops")
-    assert (engine.engine, engine.image) == ("mlops", m.Options().engine_image)
-    # Without kubernetes.registry_uri, pods use the top-level registry.
-    shared = _options(tmp_path, "registry_uri: http://mlflow.shared:5000\n")
-    assert shared.registry_uri == "http://mlflow.shared:5000"
+    assert options == m.Options() and options.engine == "mlops"
+    triton = f"kubernetes: {{engine: triton, image: 'nvcr.io/nvidia/tritonserver@{DIGEST}'}}\n"
+    assert _options(tmp_path, triton).triton_image == f"nvcr.io/nvidia/tritonserver@{DIGEST}"
+    # `mlops manifests --engine mlops` wins over the key; the Triton image is then unused.
+    engine = _options(tmp_path, triton, engine="mlops")
+    assert (engine.engine, engine.triton_image) == ("mlops", None)
+    # Triton without its image (by digest) is one clear error.
+    with pytest.raises(errors.ConfigError, match=r"needs kubernetes\.image"):
+        _options(tmp_path, "kubernetes: {engine: triton}\n")
+    # KEDA's Prometheus trigger reads the Prometheus the gates read.
+    url = _options(tmp_path, "metrics: http://prom.example.com:9090\n").prometheus_url
+    assert url == "http://prom.example.com:9090"
 
 
 def test_retired_environment_variables_are_refused(tmp_path: Path) -> None:
@@ -85,9 +85,9 @@ def test_retired_environment_variables_are_refused(tmp_path: Path) -> None:
     [
         ("engine: torchserve", "triton"),
         ("image: 'Not An Image!'", "not an image reference"),
-        ("fetch_image: 'ghcr.io/mlflow/mlflow:'", "not an image reference"),
-        ("registry_uri: sqlite:///tmp/mlflow.db", "http(s)://"),
-        ("registry_uri: 'http://'", "http(s)://"),
+        ("image: 'nvcr.io/nvidia/tritonserver:24.12-py3'", "pinned by digest"),
+        ("fetch_image: 'ghcr.io/mlflow/mlflow:2.19'", "no longer used"),
+        ("registry_uri: http://mlflow:5000", "images:"),
         ("hostnames: ['bad host.example.com']", "not a hostname"),
         ("hostnames: ['a.*.example.com']", "not a hostname"),
         ("accelerator_label: 'gpu model'", "not a label key"),

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,23 +52,86 @@ def test_cpu_deployment_resources_probes_and_labels() -> None:
     assert deployment["metadata"]["name"] == "fraud-scorer-v2-3-1"
     assert deployment["metadata"]["labels"][m.VERSION] == "2.3.1"
     pod = deployment["spec"]["template"]["spec"]
-    server = pod["containers"][0]
-    assert server["image"] == "nvcr.io/nvidia/tritonserver:24.12-py3"
+    (server,) = pod["containers"]
+    # The default engine is the mlops engine, running the version's own image by digest:
+    # model and engine baked in, nothing fetched at start, no init container.
+    assert server["image"] == c.IMAGE and "initContainers" not in pod
     assert server["resources"] == {
         "requests": {"cpu": "1", "memory": "1Gi"},
         "limits": {"memory": "1Gi"},
     }
     assert server["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert server["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert server["securityContext"]["runAsNonRoot"] is True
+    assert server["securityContext"]["readOnlyRootFilesystem"] is True
+    # The plan's settings.json is mounted over the baked one (a batching change applies).
+    (settings,) = [v for v in server["volumeMounts"] if v.get("subPath") == "settings.json"]
+    assert settings["mountPath"] == "/models/fraud-scorer/2.3.1/settings.json"
     assert "nodeSelector" not in pod and "tolerations" not in pod
-    # The HPA owns the replica count, so the Deployment does not set one.
+    # The autoscaler owns the replica count, so the Deployment does not set one.
     assert "replicas" not in deployment["spec"]
     selector = deployment["spec"]["selector"]["matchLabels"]
     assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
 
 
+def image_references(node: Any) -> list[str]:
+    """Every `image` field anywhere in an object (containers, init containers, ...)."""
+    if isinstance(node, dict):
+        found = [node["image"]] if isinstance(node.get("image"), str) else []
+        return found + [ref for value in node.values() for ref in image_references(value)]
+    if isinstance(node, list):
+        return [ref for item in node for ref in image_references(item)]
+    return []
+
+
+@pytest.mark.parametrize("engine", ["triton", "mlops"])
+@pytest.mark.parametrize("kind", ["cpu", "gpu"])
+def test_every_rendered_image_is_by_digest_without_a_tag(kind: str, engine: str) -> None:
+    objects = list(render(kind, engine=engine).values())
+    refs = [ref for obj in objects for ref in image_references(obj)]
+    assert refs, "no image reference rendered"
+    for ref in refs:
+        name, at, digest = ref.partition("@")
+        assert at and re.fullmatch(r"sha256:[0-9a-f]{64}", digest), ref
+        assert ":" not in name.rsplit("/", 1)[-1], f"tag in {ref}"
+    assert "mlflow" not in str(objects).lower()  # nothing fetches from the registry
+
+
+def test_triton_serves_the_model_copied_out_of_the_version_image() -> None:
+    objects = render("cpu", engine="triton")
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    (stage,) = pod["initContainers"]
+    (server,) = pod["containers"]
+    assert stage["image"] == c.IMAGE and server["image"] == c.TRITON
+    source, target, config, sha = stage["command"][3:]
+    assert source == "/models/fraud-scorer/2.3.1/model.onnx"
+    assert target == "/triton-models/fraud-scorer/7/model.onnx"
+    assert (config, sha) == ("/config/config.pbtxt", c.SHA)
+    assert "--model-repository=/triton-models" in server["command"]
+    assert "--metrics-config=histogram_latencies=true" in server["command"]
+
+
+def test_the_staging_script_lays_out_triton_and_checks_the_sha(tmp_path: Path) -> None:
+    """The init container's script, run here for real: the layout Triton reads, or a refusal."""
+    pod = render("cpu", engine="triton")["Deployment"]["spec"]["template"]["spec"]
+    script = pod["initContainers"][0]["command"][2]
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"onnx bytes")
+    config = tmp_path / "config.pbtxt"
+    config.write_text('name: "fraud-scorer"\n')
+    target = tmp_path / "repo" / "fraud-scorer" / "7" / "model.onnx"
+    sha = hashlib.sha256(b"onnx bytes").hexdigest()
+    argv = [sys.executable, "-c", script, str(model), str(target), str(config)]
+    subprocess.run([*argv, sha], check=True)
+    assert target.read_bytes() == b"onnx bytes"
+    assert (tmp_path / "repo" / "fraud-scorer" / "config.pbtxt").read_text() == config.read_text()
+    target.unlink()
+    bad = subprocess.run([*argv, "0" * 64], capture_output=True, text=True)
+    assert bad.returncode == 1 and "is not the registered" in bad.stderr and not target.exists()
+
+
 def test_gpu_deployment_requests_gpus_on_matching_nodes() -> None:
-    objects = render("gpu")
+    objects = render("gpu", engine="triton")
     pod = objects["Deployment"]["spec"]["template"]["spec"]
     resources = pod["containers"][0]["resources"]
     assert resources["limits"][m.GPU] == "2" and resources["requests"][m.GPU] == "2"
@@ -103,46 +171,44 @@ def test_fixed_replicas_without_autoscaling() -> None:
     c.assert_core_valid(objects["Deployment"])
 
 
-def test_fetch_container_pins_the_registry_version_and_checksum() -> None:
-    pod = render("cpu")["Deployment"]["spec"]["template"]["spec"]
-    (fetch,) = pod["initContainers"]
-    env = {e["name"]: e["value"] for e in fetch["env"]}
-    assert env["MODEL_URI"] == "models:/fraud-scorer/7"
-    assert env["MODEL_SHA256"] == c.SHA
-    assert env["MODEL_PATH"] == "/models/fraud-scorer/7/model.onnx"
-    assert env["CONFIG_PATH"] == "/models/fraud-scorer/config.pbtxt"
-    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow.mlops.svc:5000"
-    assert "sha256sum -c" in fetch["command"][-1]
-
-
-def test_mlops_engine_image_by_digest_and_semver_layout() -> None:
-    digest = "sha256:" + "c" * 64
-    objects = render(
-        "cpu", engine="mlops", engine_image="registry.local/mlops-engine:1.2", engine_digest=digest
-    )
-    pod = objects["Deployment"]["spec"]["template"]["spec"]
-    assert pod["containers"][0]["image"] == f"registry.local/mlops-engine@{digest}"
-    env = {e["name"]: e["value"] for e in pod["initContainers"][0]["env"]}
-    assert env["MODEL_PATH"] == "/models/fraud-scorer/2.3.1/model.onnx"
-    assert "settings.json" in objects["ConfigMap"]["data"]
+def test_a_version_without_an_image_is_refused_with_the_fix() -> None:
+    d = c.cpu_spec()
+    with pytest.raises(errors.RegistryError, match=r"image_digest.*images:"):
+        k8s.render_manifests(d, c.registered(d, image=None), c.options())
+    for bad in (
+        "registry.example.com/ml/fraud-scorer:1.0",  # a tag only
+        "registry.example.com/ml/fraud-scorer:1.0@sha256:" + "c" * 64,  # a tag and a digest
+        "registry.example.com/ml/fraud-scorer@sha256:xyz",
+    ):
+        with pytest.raises(errors.ConfigError, match=r"digest|tag"):
+            k8s.render_manifests(d, c.registered(d, image=None), c.options(), image=bad)
+    # A registry on a port is not a tag.
+    ported = "registry.local:5000/ml/fraud-scorer@sha256:" + "c" * 64
+    objects = k8s.render_manifests(d, c.registered(d, image=ported), c.options())
+    assert objects[1]["spec"]["template"]["spec"]["containers"][0]["image"] == ported
 
 
 def test_bad_inputs_are_refused_with_one_clear_error() -> None:
     with pytest.raises(errors.ConfigError, match="image reference"):
-        c.options(triton_image="Not An Image")
-    with pytest.raises(errors.ConfigError, match="digest"):
-        c.options(engine_digest="sha256:xyz")
+        c.options(engine="triton", triton_image="Not An Image")
+    with pytest.raises(errors.ConfigError, match="tag"):
+        c.options(
+            engine="triton",
+            triton_image="nvcr.io/nvidia/tritonserver:24.12-py3@" + "sha256:" + "e" * 64,
+        )
+    with pytest.raises(errors.ConfigError, match=r"needs kubernetes\.image"):
+        m.Options(engine="triton")
     with pytest.raises(errors.ConfigError, match="gateway_ref"):
         m.GatewayRef.parse("a/b/c")
     bytes_in = c.deployment(inputs=[{"name": "text", "dtype": "BYTES", "shape": [-1, 1]}])
     with pytest.raises(errors.SpecError, match="BYTES"):
         k8s.render_manifests(bytes_in, c.registered(bytes_in), c.options(engine="mlops"))
     # Triton serves strings (TYPE_STRING), batched too.
-    objects = k8s.render_manifests(bytes_in, c.registered(bytes_in), c.options())
+    objects = k8s.render_manifests(bytes_in, c.registered(bytes_in), c.options(engine="triton"))
     assert "TYPE_STRING" in objects[0]["data"]["config.pbtxt"]
     fixed = c.deployment(inputs=[{"name": "x", "dtype": "FP32", "shape": [1, 30]}])
     with pytest.raises(errors.SpecError, match="first dimension"):
-        k8s.render_manifests(fixed, c.registered(fixed), c.options())
+        k8s.render_manifests(fixed, c.registered(fixed), c.options(engine="triton"))
 
 
 def test_names_are_dns_labels() -> None:

@@ -170,7 +170,7 @@ def test_mirror_percent_only_below_100() -> None:
 
 
 def test_pinned_version_rules_rewrite_to_triton_integers() -> None:
-    rules = build({"2.3.1": 100})["spec"]["rules"]
+    rules = build({"2.3.1": 100}, engine="triton")["spec"]["rules"]
     pinned = {rule["matches"][0]["path"]["value"]: rule for rule in rules[:-1]}
     rule = pinned["/v2/models/fraud-scorer/versions/2.4.0"]
     assert rule["backendRefs"] == [{"name": "fraud-scorer-v2-4-0", "port": 8000, "weight": 1}]

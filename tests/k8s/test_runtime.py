@@ -32,8 +32,7 @@ def runtime(
     monkeypatch.setenv("KUBECONFIG", str(server.kubeconfig(tmp_path / "kubeconfig")))
     # Pods reach the registry by its Service name, not the workspace's local address.
     (k8s_workspace / "mlops.yaml").write_text(
-        "target: kubernetes\nkubernetes: {namespace: models, gateway_ref: gateways/inference,"
-        " registry_uri: 'http://mlflow.mlops.svc:5000'}\n"
+        "target: kubernetes\nkubernetes: {namespace: models, gateway_ref: gateways/inference}\n"
     )
     runtime = factory.runtime(workspace.open_workspace(k8s_workspace))
     assert isinstance(runtime, k8s.KubernetesRuntime)
@@ -49,8 +48,16 @@ def test_runtime_sends_exactly_the_rendered_objects(
     assert item.artifact_path is not None  # a file in the workspace, not a models:/ URI
     # A real MLflow registry: the Deployment pins its integer version and sha256.
     version = runtime.registry.register(item.deployment, item.artifact_path, item.validation_path)
-    rendered = k8s.render_manifests(item.deployment, version, runtime.options)
+    # Not built yet: loading it is refused before anything is applied, with the fix.
     settings = payloads.engine_settings(item.deployment)
+    with pytest.raises(errors.RegistryError, match="images:"):
+        runtime.load("fraud-scorer", "1.0.0", item.artifact_path, settings)
+    assert server.applied == []
+    # What apply records after the push (registry tags image_reference / image_digest).
+    runtime.registry.record_image("fraud-scorer", "1.0.0", c.IMAGE.split("@")[1], c.IMAGE)
+    version = runtime.registry.get_version("fraud-scorer", "1.0.0") or version
+    assert k8s.image_of(version) == c.IMAGE
+    rendered = k8s.render_manifests(item.deployment, version, runtime.options)
     assert runtime.reachable()
 
     runtime.load("fraud-scorer", "1.0.0", item.artifact_path, settings)
@@ -65,12 +72,9 @@ def test_runtime_sends_exactly_the_rendered_objects(
     assert sent[:4] == rendered[:4]
     for obj in sent[:4]:
         c.assert_core_valid(obj)
-    env = {
-        e["name"]: e["value"]
-        for e in sent[1]["spec"]["template"]["spec"]["initContainers"][0]["env"]
-    }
-    assert env["MODEL_URI"] == f"models:/fraud-scorer/{version.registry_version}"
-    assert env["MODEL_SHA256"] == version.sha256
+    pod = sent[1]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == c.IMAGE and "initContainers" not in pod
+    assert sent[1]["metadata"]["annotations"]["mlops.dev/sha256"] == version.sha256
 
     generation = runtime.set_traffic("fraud-scorer", {"1.0.0": 100}, None)
     assert sent[-1] == rendered[-1]
@@ -104,18 +108,18 @@ def test_unknown_context_is_a_config_error(runtime: k8s.KubernetesRuntime) -> No
         runtime.refresh()
 
 
-def test_local_registry_is_refused_before_anything_is_applied(
-    runtime: k8s.KubernetesRuntime, server: ApiServer
-) -> None:
-    runtime.options = c.options(registry_uri="sqlite:///tmp/x.db")
-    with pytest.raises(errors.ConfigError, match="registry"):
-        runtime.load("fraud-scorer", "1.0.0", Path("x"), {})
-    assert server.applied == []
-
-
 def test_unreachable_cluster(runtime: k8s.KubernetesRuntime, server: ApiServer) -> None:
     server.close()
     assert runtime.reachable() is False
     with pytest.raises(errors.TransientError):
         runtime.refresh()
     assert m.SELECTOR == "app.kubernetes.io/managed-by=mlops"
+
+
+@pytest.mark.slow  # plans against a real MLflow registry (seconds)
+def test_plan_without_images_is_an_error_naming_the_fix(runtime: k8s.KubernetesRuntime) -> None:
+    from mlops import api
+
+    plan = api.plan(str(runtime.workspace.root))
+    assert any("fraud-scorer@1.0.0 has no image on record" in e for e in plan.errors), plan.errors
+    assert any("configure images:" in e for e in plan.errors)

@@ -1,10 +1,12 @@
 """Pure builders of the Kubernetes objects that serve one model version, and of its route.
 
-Per version: a ConfigMap (Triton `config.pbtxt` or the engine's `settings.json`), a Deployment
-whose init container fetches the artifact from the registry and checks its sha256, a Service
-and, when the spec autoscales, an HPA. Per model: one Gateway API HTTPRoute that splits traffic
-by weight and mirrors to a shadow version. `KubernetesRuntime` sends exactly these dicts, and
-`render_manifests` prints them, so what is reviewed is what is applied.
+Per version: a ConfigMap (the engine's `settings.json`, or Triton's `config.pbtxt`), a
+Deployment that runs the version's own image by digest (the model and the engine baked in;
+nothing is fetched at start), a Service and, when the spec asks for autoscaling, a KEDA
+ScaledObject. Per model: one Gateway API HTTPRoute that splits traffic by weight. With
+`engine: triton`, Triton (by digest) serves the model file that an init container copies out
+of the version's image. `KubernetesRuntime` sends exactly these dicts, and `render_manifests`
+prints them, so what is reviewed is what is applied.
 """
 
 from __future__ import annotations
@@ -34,7 +36,21 @@ GATEWAY_GROUP = "gateway.networking.k8s.io"
 # Every managed object carries this; refresh lists by it (one call per kind).
 SELECTOR = f"{MANAGED_BY}=mlops"
 _IMAGE = spec.IMAGE_REFERENCE  # the same rule mlops.yaml is validated with
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+# MLflow version tags apply records after the push (mlops.providers.mlflow.tags): the
+# reference deployments use (REPOSITORY@sha256:...) and the bare manifest digest.
+IMAGE_REFERENCE_TAG, IMAGE_DIGEST_TAG = "image_reference", "image_digest"
+
+
+def by_digest(reference: str, what: str) -> str:
+    """`reference` if it names an image by digest and nothing else (no tag); else ConfigError."""
+    name = reference.split("@", 1)[0]
+    tagged = ":" in name.rsplit("/", 1)[-1]
+    if len(reference) > 512 or not _IMAGE.match(reference) or not _DIGEST.search(reference):
+        raise errors.ConfigError(f"{what} {reference!r} is not an image reference by digest")
+    if tagged:
+        raise errors.ConfigError(f"{what} {reference!r}: drop the tag, the digest alone pins it")
+    return reference
 
 
 @dataclass(frozen=True)
@@ -60,35 +76,27 @@ class Options:
 
     namespace: str = "default"
     gateway: GatewayRef | None = None
-    engine: Literal["triton", "mlops"] = "triton"
-    triton_image: str = "nvcr.io/nvidia/tritonserver:24.12-py3"
-    engine_image: str = "mlops-engine:latest"
-    engine_digest: str | None = None  # sha256:... of the built engine image: deploy by digest
-    fetch_image: str = "ghcr.io/mlflow/mlflow:latest"  # runs `mlflow artifacts download`
-    registry_uri: str = "http://mlflow:5000"  # as reachable from inside the cluster
+    engine: Literal["triton", "mlops"] = "mlops"
+    triton_image: str | None = None  # tritonserver@sha256:... (engine: triton needs it)
     accelerator_label: str = "mlops.dev/accelerator"  # node label carrying the GPU model
     hostnames: tuple[str, ...] = field(default_factory=tuple)
+    prometheus_url: str = "http://prometheus.monitoring.svc:9090"  # KEDA's trigger source
 
     def __post_init__(self) -> None:
-        for image in (self.triton_image, self.engine_image, self.fetch_image):
-            if not _IMAGE.match(image):
-                raise errors.ConfigError(f"{image!r} is not an image reference")
-        if self.engine_digest is not None and not _DIGEST.match(self.engine_digest):
-            raise errors.ConfigError("engine image digest must be sha256:<64 hex characters>")
-
-    @property
-    def image(self) -> str:
-        if self.engine == "triton":
-            return self.triton_image
-        if self.engine_digest:
-            return f"{self.engine_image.split('@')[0].rsplit(':', 1)[0]}@{self.engine_digest}"
-        return self.engine_image
+        if self.triton_image is not None:
+            by_digest(self.triton_image, "kubernetes.image")
+        if self.engine == "triton" and self.triton_image is None:
+            raise errors.ConfigError(
+                "kubernetes.engine: triton needs kubernetes.image: "
+                "nvcr.io/nvidia/tritonserver@sha256:... (by digest)"
+            )
 
 
 @dataclass(frozen=True)
 class VersionInput:
     """Everything one version's objects are built from. `settings` is the engine settings.json
-    of the plan (signature, batching); `serving` gives hardware, replicas and autoscaling."""
+    of the plan (signature, batching); `serving` gives hardware, replicas and autoscaling;
+    `image` is the version's own image by digest (registry tag `image_digest`)."""
 
     name: str
     semver: str
@@ -96,6 +104,10 @@ class VersionInput:
     sha256: str
     settings: Mapping[str, Any]
     serving: spec.Serving
+    image: str
+
+    def __post_init__(self) -> None:
+        by_digest(self.image, f"{self.name}@{self.semver} image")
 
     @property
     def signature(self) -> spec.Signature:
@@ -164,50 +176,52 @@ def _config_map(version: VersionInput, options: Options) -> Obj:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
 
 
-def _paths(version: VersionInput, options: Options) -> tuple[str, str]:
-    """Where the model file and the config go inside the model repository volume."""
-    if options.engine == "triton":
-        layout = triton.Layout(version.name, version.model_version)
-        return f"{MODELS_DIR}/{layout.model}", f"{MODELS_DIR}/{layout.config}"
-    directory = f"{MODELS_DIR}/{version.name}/{version.semver}"
-    return f"{directory}/model.onnx", f"{directory}/settings.json"
+def _version_dir(version: VersionInput) -> str:
+    """Where the version's image keeps its model and settings (`images` model layer)."""
+    return f"{MODELS_DIR}/{version.name}/{version.semver}"
 
 
-# Runs in the fetch image: download the registered version, check its sha256, lay it out.
-FETCH_SCRIPT = """set -eu
-staging="$(dirname "$MODEL_PATH")/.staging"
-mlflow artifacts download --artifact-uri "$MODEL_URI" --dst-path "$staging"
-mkdir -p "$(dirname "$MODEL_PATH")" "$(dirname "$CONFIG_PATH")"
-mv "$staging/model.onnx" "$MODEL_PATH"
-rm -rf "$staging"
-echo "$MODEL_SHA256  $MODEL_PATH" | sha256sum -c -
-cp "$CONFIG_SOURCE" "$CONFIG_PATH"
+# Runs in the version's image (python3 is its runtime): copy the baked model into Triton's
+# layout, check its sha256 against the registry's record, add the config.pbtxt.
+STAGE_SCRIPT = """import hashlib, os, shutil, sys
+source, target, config, sha = sys.argv[1:5]
+digest = hashlib.sha256(open(source, "rb").read()).hexdigest()
+if digest != sha:
+    sys.exit(f"{source}: sha256 {digest} is not the registered {sha}")
+os.makedirs(os.path.dirname(target), exist_ok=True)
+shutil.copyfile(source, target)
+shutil.copyfile(config, os.path.join(os.path.dirname(os.path.dirname(target)), "config.pbtxt"))
 """
 
 
-def _fetch_container(version: VersionInput, options: Options) -> Obj:
-    model_path, config_path = _paths(version, options)
-    source = triton.CONFIG_FILE if options.engine == "triton" else "settings.json"
-    env = {
-        "MLFLOW_TRACKING_URI": options.registry_uri,
-        "MODEL_URI": f"models:/{version.name}/{version.model_version}",
-        "MODEL_SHA256": version.sha256,
-        "MODEL_PATH": model_path,
-        "CONFIG_PATH": config_path,
-        "CONFIG_SOURCE": f"/config/{source}",
-    }
+def _stage_container(version: VersionInput) -> Obj:
+    """Triton only: lay the version's model out as NAME/<integer>/model.onnx + config.pbtxt."""
+    layout = triton.Layout(version.name, version.model_version)
     return {
-        "name": "fetch-model",
-        "image": options.fetch_image,
-        "command": ["sh", "-c", FETCH_SCRIPT],
-        "env": [{"name": k, "value": v} for k, v in env.items()],
-        # Registry credentials (MLFLOW_TRACKING_TOKEN, AWS_*), when the cluster has them.
-        "envFrom": [{"secretRef": {"name": "mlops-registry", "optional": True}}],
+        "name": "stage-model",
+        "image": version.image,
+        "command": [
+            "python3",
+            "-c",
+            STAGE_SCRIPT,
+            f"{_version_dir(version)}/model.onnx",
+            f"{STAGING_DIR}/{layout.model}",
+            f"/config/{triton.CONFIG_FILE}",
+            version.sha256,
+        ],
         "volumeMounts": [
-            {"name": "models", "mountPath": MODELS_DIR},
+            {"name": "models", "mountPath": STAGING_DIR},
             {"name": "config", "mountPath": "/config", "readOnly": True},
         ],
+        "securityContext": _SECURITY,
     }
+
+
+STAGING_DIR = "/triton-models"
+_SECURITY: Obj = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
 
 
 def _server_container(version: VersionInput, options: Options) -> Obj:
@@ -215,48 +229,77 @@ def _server_container(version: VersionInput, options: Options) -> Obj:
     gpus = max(hardware.count, 1) if hardware.accelerator != "none" else 0
     requests = {"cpu": _quantity(hardware.cpu), "memory": hardware.memory}
     limits = {"memory": hardware.memory, **({GPU: str(gpus)} if gpus else {})}
+    container: Obj
     if options.engine == "triton":
-        command = [
-            "tritonserver",
-            f"--model-repository={MODELS_DIR}",
-            "--model-control-mode=none",
-            "--strict-readiness=true",
-            f"--http-port={HTTP_PORT}",
-            f"--grpc-port={GRPC_PORT}",
-            f"--metrics-port={METRICS_PORT}",
-        ]
-        ports = [("http", HTTP_PORT), ("grpc", GRPC_PORT), ("metrics", METRICS_PORT)]
+        assert options.triton_image is not None  # Options refuses triton without one
+        container = {
+            "name": "server",
+            "image": options.triton_image,
+            "command": [
+                "tritonserver",
+                f"--model-repository={STAGING_DIR}",
+                "--model-control-mode=none",
+                "--strict-readiness=true",
+                f"--http-port={HTTP_PORT}",
+                f"--grpc-port={GRPC_PORT}",
+                f"--metrics-port={METRICS_PORT}",
+                # Latency gates read nv_inference_first_response_histogram_ms (Triton 24.08+).
+                "--metrics-config=histogram_latencies=true",
+            ],
+            "ports": [("http", HTTP_PORT), ("grpc", GRPC_PORT), ("metrics", METRICS_PORT)],
+            "volumeMounts": [{"name": "models", "mountPath": STAGING_DIR, "readOnly": True}],
+            "securityContext": _SECURITY,
+        }
     else:
-        command = [
-            "mlops",
-            "serve",
-            "--repository",
-            MODELS_DIR,
-            "--host",
-            "0.0.0.0",
-            "--port",
-            str(HTTP_PORT),
-            "--state-dir",
-            "/tmp/mlops-engine",
-        ]
-        ports = [("http", HTTP_PORT)]
+        # The image's entrypoint is `mlops serve`; its model and settings are baked in. The
+        # plan's settings.json (batching changes) is mounted over the baked one.
+        container = {
+            "name": "server",
+            "image": version.image,
+            "args": [
+                "--repository",
+                MODELS_DIR,
+                "--host",
+                "0.0.0.0",
+                "--port",
+                str(HTTP_PORT),
+                "--load-all",
+                "--state-dir",
+                "/tmp/mlops-engine",
+            ],
+            "ports": [("http", HTTP_PORT)],
+            "volumeMounts": [
+                {
+                    "name": "config",
+                    "mountPath": f"{_version_dir(version)}/settings.json",
+                    "subPath": "settings.json",
+                    "readOnly": True,
+                },
+                {"name": "tmp", "mountPath": "/tmp"},
+            ],
+            "securityContext": {
+                **_SECURITY,
+                "runAsNonRoot": True,
+                "readOnlyRootFilesystem": True,
+            },
+        }
 
     def probe(path: str, period: int, failures: int) -> Obj:
         get = {"path": path, "port": "http"}
         return {"httpGet": get, "periodSeconds": period, "failureThreshold": failures}
 
+    ports = container.pop("ports")
+    mounts, security = container.pop("volumeMounts"), container.pop("securityContext")
     return {
-        "name": "server",
-        "image": options.image,
-        "command": command,
+        **container,
         "ports": [{"name": n, "containerPort": p, "protocol": "TCP"} for n, p in ports],
         "resources": {"requests": requests | ({GPU: str(gpus)} if gpus else {}), "limits": limits},
         # Loading and warming a model can take minutes; liveness waits for the first ready.
         "startupProbe": probe("/v2/health/ready", 5, 120),
         "readinessProbe": probe("/v2/health/ready", 5, 3),
         "livenessProbe": probe("/v2/health/live", 10, 3),
-        "volumeMounts": [{"name": "models", "mountPath": MODELS_DIR, "readOnly": True}],
-        "securityContext": {"allowPrivilegeEscalation": False},
+        "volumeMounts": mounts,
+        "securityContext": security,
     }
 
 
@@ -268,17 +311,24 @@ def _deployment(version: VersionInput, options: Options) -> Obj:
         f"{ANNOTATION}semver": version.semver,
         f"{ANNOTATION}model-version": str(version.model_version),
         f"{ANNOTATION}sha256": version.sha256,
+        f"{ANNOTATION}image": version.image,
         f"{ANNOTATION}settings": json.dumps(dict(version.settings), sort_keys=True),
     }
     metrics_port = METRICS_PORT if options.engine == "triton" else HTTP_PORT
-    pod: Obj = {
-        "initContainers": [_fetch_container(version, options)],
-        "containers": [_server_container(version, options)],
-        "volumes": [
-            {"name": "models", "emptyDir": {}},
-            {"name": "config", "configMap": {"name": f"{name}-config"}},
-        ],
-    }
+    config_volume = {"name": "config", "configMap": {"name": f"{name}-config"}}
+    pod: Obj
+    if options.engine == "triton":
+        pod = {
+            "initContainers": [_stage_container(version)],
+            "containers": [_server_container(version, options)],
+            "volumes": [{"name": "models", "emptyDir": {}}, config_volume],
+        }
+    else:
+        pod = {
+            "containers": [_server_container(version, options)],
+            "volumes": [config_volume, {"name": "tmp", "emptyDir": {}}],
+        }
+    pod["automountServiceAccountToken"] = False  # the model server never calls the API
     if hardware.accelerator != "none":
         pod["nodeSelector"] = {options.accelerator_label: hardware.accelerator}
         pod["tolerations"] = [{"key": GPU, "operator": "Exists", "effect": "NoSchedule"}]
@@ -301,7 +351,7 @@ def _deployment(version: VersionInput, options: Options) -> Obj:
         },
     }
     if _hpa(version, options) is None:
-        # With an HPA the replica count is its to set; applying one here would fight it.
+        # With an autoscaler the replica count is its to set; applying one here would fight it.
         spec_ = {"replicas": version.serving.replicas.min, **spec_}
     meta = _meta(name, options, lbl, annotations=annotations)
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec_}

@@ -2,9 +2,9 @@
 
 Objects come from `manifests`/`route` (pure) and go out through a `Cluster`
 (server-side apply). `render_manifests` runs the same builders without a cluster, so
-`mlops manifests` shows exactly what `apply` would send. Pods fetch the artifact from the
-registry themselves and check its sha256, so the local `artifact` path given to `load` is not
-uploaded anywhere: the registry must be one the cluster reaches (a shared MLflow server).
+`mlops manifests` shows exactly what `apply` would send. Pods run the version's own image by
+the digest recorded on the registry version (MLflow tag `image_digest`, written by apply when
+`images:` is configured): the local `artifact` path given to `load` is never uploaded.
 """
 
 from __future__ import annotations
@@ -41,6 +41,10 @@ RETIRED_ENV = {
     "MLOPS_K8S_HOSTNAMES": "hostnames",
     "MLOPS_K8S_ACCELERATOR_LABEL": "accelerator_label",
 }
+NO_IMAGE = (
+    "{name}@{semver} has no image on record (MLflow tag image_digest): configure images: "
+    "{{base, repository}} in mlops.yaml so apply builds, tests and pushes it"
+)
 
 
 def options_for(
@@ -50,7 +54,7 @@ def options_for(
     env: Mapping[str, str] | None = None,
 ) -> m.Options:
     """Options from mlops.yaml `kubernetes`; `engine` (`mlops manifests --engine`) wins over
-    its `engine` key. The registry as pods see it defaults to the top-level `registry_uri`."""
+    its `engine` key. `kubernetes.image` is Triton's image (by digest)."""
     env = os.environ if env is None else env
     for name, key in RETIRED_ENV.items():
         if name in env:
@@ -61,30 +65,63 @@ def options_for(
     chosen = engine or config.engine
     if chosen not in ("triton", "mlops"):
         raise errors.ConfigError(f"engine must be 'triton' or 'mlops', not {chosen!r}")
-    defaults = m.Options()
-    image = config.image
+    metrics = ws.config.metrics
+    prometheus = metrics if metrics.startswith(("http://", "https://")) else None
     return m.Options(
         namespace=config.namespace,
         gateway=m.GatewayRef.parse(config.gateway_ref) if config.gateway_ref else None,
         engine="triton" if chosen == "triton" else "mlops",
-        triton_image=image if image and chosen == "triton" else defaults.triton_image,
-        engine_image=image if image and chosen == "mlops" else defaults.engine_image,
-        fetch_image=config.fetch_image or defaults.fetch_image,
-        registry_uri=config.registry_uri or ws.config.registry_uri or defaults.registry_uri,
-        accelerator_label=config.accelerator_label or defaults.accelerator_label,
+        triton_image=config.image if chosen == "triton" else None,
+        accelerator_label=config.accelerator_label or m.Options.accelerator_label,
         hostnames=tuple(config.hostnames),
+        **({"prometheus_url": prometheus} if prometheus else {}),
     )
+
+
+def image_of(version: state.RegistryVersion) -> str | None:
+    """The version's image by digest, as apply recorded it (None: never built): the
+    `image_reference` tag, or an `image_digest` tag that carries the repository too."""
+    for tag in (m.IMAGE_REFERENCE_TAG, m.IMAGE_DIGEST_TAG):
+        value = getattr(version, tag, None)
+        if isinstance(value, str) and "@" in value:
+            return value
+    return None
+
+
+def plan_problems(
+    ws: workspace_.Workspace,
+    deployments: Sequence[spec.ModelDeployment],
+    registry: Mapping[str, state.RegistryModel],
+) -> list[str]:
+    """Planning errors of the kubernetes target: without `images:` nothing builds an image,
+    so every spec'd version must already have one recorded."""
+    if ws.config.target != "kubernetes" or ws.config.images is not None:
+        return []
+    out = []
+    for deployment in deployments:
+        semver = deployment.spec.model.version
+        model = registry.get(deployment.name)
+        version = model.versions.get(semver) if model else None
+        if version is None or image_of(version) is None:
+            out.append(NO_IMAGE.format(name=deployment.name, semver=semver))
+    return out
 
 
 def version_input(
     deployment: spec.ModelDeployment,
     version: state.RegistryVersion,
     settings: Mapping[str, Any] | None = None,
+    *,
+    image: str | None = None,
 ) -> m.VersionInput:
     """What one version's objects are built from: the registered version (integer version,
-    sha256), the plan's engine settings (signature, batching) and the spec's serving."""
+    sha256, image digest), the plan's engine settings (signature, batching) and the spec's
+    serving. `image` stands in for a version whose image is not recorded yet."""
     from mlops.providers.kubernetes import triton
 
+    chosen = image or image_of(version)
+    if chosen is None:
+        raise errors.RegistryError(NO_IMAGE.format(name=version.name, semver=version.semver))
     return m.VersionInput(
         name=version.name,
         semver=version.semver,
@@ -92,6 +129,7 @@ def version_input(
         sha256=version.sha256,
         settings=dict(settings if settings is not None else engine_.engine_settings(deployment)),
         serving=deployment.spec.serving,
+        image=chosen,
     )
 
 
@@ -102,9 +140,10 @@ def render_manifests(
     *,
     weights: Mapping[str, int] | None = None,
     shadow: state.ShadowRoute | None = None,
+    image: str | None = None,
 ) -> list[m.Obj]:
     """Every object for one version plus the model's route (default: all traffic to it)."""
-    item = version_input(deployment, version)
+    item = version_input(deployment, version, image=image)
     objects = m.version_objects(item, options)
     route = k8s_route.build_route(
         item.name,
@@ -117,7 +156,7 @@ def render_manifests(
 
 
 class _Dumper(yaml.SafeDumper):
-    """Multi-line strings (config.pbtxt, the fetch script) as readable `|` blocks."""
+    """Multi-line strings (config.pbtxt, the staging script) as readable `|` blocks."""
 
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
@@ -193,7 +232,7 @@ class KubernetesRuntime:
         return []  # pods are not reachable from the controller's machine
 
     def served_artifact(self, name: str, semver: str) -> Path | None:
-        return None  # each pod fetches the artifact itself and checks its sha256
+        return None  # baked into the version's image (Triton's init container checks sha256)
 
     def refresh(self, names: Sequence[str] | None = None) -> dict[str, state.RuntimeModel]:
         """One list call per kind (Deployments, HTTPRoutes), filtered by label."""
@@ -251,7 +290,6 @@ class KubernetesRuntime:
     def load(self, name: str, semver: str, artifact: Any, settings: Mapping[str, Any]) -> None:
         """Apply the version's objects, wait until its Deployment is available, then add its
         pinned-version rule to the route (no weight)."""
-        self._check_registry()
         for obj in self.manifests_for(name, semver, settings):
             self.cluster.apply(obj)
         self._wait_available(name, semver)
@@ -349,13 +387,6 @@ class KubernetesRuntime:
                 )
             self.sleep(self.poll_seconds)
 
-    def _check_registry(self) -> None:
-        if not self.options.registry_uri.startswith(("http://", "https://", "databricks")):
-            raise errors.ConfigError(
-                "pods fetch models from the registry: set kubernetes.registry_uri "
-                "in mlops.yaml to an MLflow server the cluster reaches"
-            )
-
     def _spec(self, name: str, version: state.RegistryVersion) -> spec.ModelDeployment:
         """The workspace's spec of `name`, for hardware, replicas and autoscaling: serving is
         per deployment, so a rollback target that the spec no longer names gets the same."""
@@ -406,10 +437,12 @@ def render_workspace(
     options: m.Options,
     *,
     model_version: int | None = None,
+    image: str | None = None,
 ) -> dict[str, list[m.Obj]]:
     """Objects for every spec under `paths` (default specs/), by deployment name. The integer
-    version comes from the registry; `model_version` stands in for a version not registered
-    yet (its sha256 is then the spec's pin or the artifact's own)."""
+    version and the image digest come from the registry; `model_version` stands in for a
+    version not registered yet (its sha256 is then the spec's pin or the artifact's own) and
+    `image` for an image not recorded yet."""
     import hashlib
 
     from mlops.spec import load
@@ -442,5 +475,5 @@ def render_workspace(
                 sha256=sha, artifact_uri=model.artifact, signature=model.signature,
                 baseline=model.baseline,
             )  # fmt: skip
-        out[item.name] = render_manifests(item.deployment, version, options)
+        out[item.name] = render_manifests(item.deployment, version, options, image=image)
     return out
