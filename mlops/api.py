@@ -53,6 +53,9 @@ def registry_show(
 if TYPE_CHECKING:
     from mlops.drift import report as drift_report
     from mlops.policy import evaluate as policy_evaluate
+    from mlops.policy import load as policy_load
+    from mlops.render.base import Review as Review
+    from mlops.render.base import ReviewPolicy as ReviewPolicy
 
     DriftRun = drift_report.DriftRun
     PolicyOutcome = policy_evaluate.Outcome
@@ -78,19 +81,150 @@ def policy_check(
     the built-in defaults (the same rules as the repository's policies/default.yaml)."""
     from mlops import workspace as ws_module
     from mlops.plan import planfile
-    from mlops.policy import evaluate, load
+    from mlops.policy import evaluate
 
     ws = ws_module.open_workspace(workspace)
     plan_path = _user_path(ws, plan_file, "plan file")
     plan = planfile.load(plan_path)
-    if policy is not None:
-        rule_set = load.load_policies(_user_path(ws, policy, "policy path"))
-    elif (ws.root / load.DEFAULT_DIR).is_dir():
-        rule_set = load.load_policies(ws.root / load.DEFAULT_DIR)
-    else:
-        rule_set = load.load_builtin()
-    result = evaluate.evaluate(plan, rule_set.rules)
+    rule_set = _policy_set(ws, policy)
+    result = evaluate.evaluate(plan, rule_set.rules, _policy_context(rule_set, plan, plan_path))
     return evaluate.Outcome(plan=str(plan_file), sources=rule_set.sources, result=result)
+
+
+def _policy_set(ws: Workspace, policy: str | Path | None) -> policy_load.PolicySet:
+    """`policy` (a directory or file), else the workspace's policies/, else the built-in."""
+    from mlops.policy import load
+
+    if policy is not None:
+        return load.load_policies(_user_path(ws, policy, "policy path"))
+    if (ws.root / load.DEFAULT_DIR).is_dir():
+        return load.load_policies(ws.root / load.DEFAULT_DIR)
+    return load.load_builtin()
+
+
+def _policy_context(
+    rule_set: policy_load.PolicySet, plan: Plan, plan_path: Path | None
+) -> policy_evaluate.Context:
+    """The approvals recorded beside the plan file (none for a plan made in this run), the
+    policy's groups and waivers, and today (UTC) for the waivers' expiry."""
+    from datetime import UTC, datetime
+
+    from mlops.policy import approvals, evaluate
+
+    recorded = approvals.read(plan_path) if plan_path is not None else []
+    return evaluate.Context(
+        standing=approvals.standing(plan, recorded),
+        groups=rule_set.groups,
+        waivers=rule_set.waivers,
+        today=datetime.now(UTC).date(),
+    )
+
+
+def approve(
+    plan_file: str | Path, by: str, comment: str = "", *, workspace: str | Path | None = None
+) -> ApprovalRecord:
+    """Record `by`'s approval of the saved plan's content (its digest) beside the file."""
+    from mlops import workspace as ws_module
+    from mlops.plan import planfile
+    from mlops.policy import approvals
+
+    approvals.check_name(by)
+    approvals.check_comment(comment)
+    ws = ws_module.open_workspace(workspace)
+    plan_path = _user_path(ws, plan_file, "plan file")
+    plan = planfile.load(plan_path)
+    approval = approvals.record(plan_path, plan, by, comment)
+    standing = approvals.standing(plan, approvals.read(plan_path))
+    return ApprovalRecord(
+        digest=approval.plan_digest,
+        path=approvals.path_for(plan_path),
+        approvers=tuple(standing.approvers),
+    )
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    """What `approve` recorded: the plan's digest, the approvals file, every approver of
+    this digest so far."""
+
+    digest: str
+    path: Path
+    approvers: tuple[str, ...]
+
+
+def review(
+    plan_path: Path, plan: Plan, ws: Workspace, policy: str | Path | None, with_policy: bool
+) -> Review:
+    """The approvals (and with `with_policy`, the policy result) shown with a saved plan."""
+    from mlops.policy import approvals
+    from mlops.render import base
+
+    recorded = approvals.read(plan_path)
+    standing = approvals.standing(plan, recorded)
+    if not with_policy:
+        return base.Review(
+            digest=standing.digest,
+            approvals=[(a.by, a.at, a.comment) for a in standing.current],
+            stale_approvals=len(standing.stale),
+        )
+    from mlops.policy import evaluate
+
+    rule_set = _policy_set(ws, policy)
+    result = evaluate.evaluate(plan, rule_set.rules, _policy_context(rule_set, plan, plan_path))
+    return base.Review(
+        digest=standing.digest,
+        approvals=[(a.by, a.at, a.comment) for a in standing.current],
+        stale_approvals=len(standing.stale),
+        policy=_policy_lines(rule_set, result),
+    )
+
+
+def _policy_lines(rule_set: policy_load.PolicySet, result: policy_evaluate.Result) -> ReviewPolicy:
+    from mlops.render import base
+
+    return base.ReviewPolicy(
+        sources=tuple(rule_set.sources),
+        rules=result.rules_checked,
+        passed=result.passed(),
+        violations=[
+            (str(v.severity), v.rule, v.model, v.detail, v.message) for v in result.violations
+        ],
+        approvals=[(a.rule, a.describe(), a.met) for a in result.approvals],
+        waived=[
+            (w.violation.rule, w.violation.model, w.by, w.reason, w.expires) for w in result.waived
+        ],
+        notes=list(result.notes),
+    )
+
+
+def check_approvals(ws: Workspace, plan: Plan, plan_path: Path | None) -> list[dict[str, object]]:
+    """Refuse a plan whose policy requires approvals it lacks (the workspace's policies/, else
+    the built-in set); the approvals that count, for the journal."""
+    from mlops.policy import approvals, evaluate
+
+    rule_set = _policy_set(ws, None)
+    if not any(r.check == "require_approvals" for r in rule_set.rules):
+        return []
+    context = _policy_context(rule_set, plan, plan_path)
+    result = evaluate.evaluate(plan, rule_set.rules, context)
+    unmet = [a for a in result.approvals if not a.met and a.severity == "error"]
+    if unmet:
+        first = unmet[0]
+        if plan_path is None:
+            raise approvals.ApprovalError(
+                f"policy rule {first.rule} requires {first.required} approval(s): save the plan "
+                "(mlops plan -o FILE), approve it (mlops approve FILE --by NAME), apply the file"
+            )
+        changed = " (the plan changed after it was approved)" if first.stale else ""
+        raise approvals.ApprovalError(
+            f"plan {plan_path.name} lacks approvals{changed}: rule {first.rule}: "
+            f"{first.describe()}; plan digest {context.standing.digest if context.standing else ''}"
+        )
+    standing = context.standing
+    return [
+        {"by": a.by, "at": a.at, "plan_digest": a.plan_digest, "comment": a.comment}
+        for a in (standing.current if standing else ())
+    ]
 
 
 def drift(
@@ -256,6 +390,32 @@ def show(planfile_path: str | Path, workspace: str | Path | None = None) -> Plan
     return planfile.load(_user_path(ws, planfile_path, "plan file"))
 
 
+@dataclass(frozen=True)
+class Shown:
+    plan: Plan
+    review: Review
+
+
+def show_saved(
+    planfile_path: str | Path,
+    *,
+    workspace: str | Path | None = None,
+    with_policy: bool = False,
+    policy: str | Path | None = None,
+) -> Shown:
+    """A saved plan with its approvals (and with `with_policy`, the policy result), the path
+    resolved as `show` resolves it."""
+    from mlops import workspace as ws_module
+    from mlops.plan import planfile
+
+    ws = ws_module.open_workspace(workspace)
+    path = (
+        _user_path(ws, planfile_path, "plan file") if workspace is not None else Path(planfile_path)
+    )
+    saved = planfile.load(path)
+    return Shown(plan=saved, review=review(path, saved, ws, policy, with_policy))
+
+
 def _desired(item: LoadedSpec, root: Path) -> Desired:
     from mlops.plan import diff
 
@@ -349,13 +509,21 @@ def apply(
     ws = ws_mod.open_workspace(workspace)
     if plan_file is not None:
         source = str(plan_file)
-        saved = planfile.load(ws.inside(Path(plan_file), what="plan file"))
+        plan_path = ws.inside(Path(plan_file), what="plan file")
+        saved = planfile.load(plan_path)
+        # Sign-off is checked before anything else: a plan without it changes nothing.
+        approved = check_approvals(ws, saved, plan_path) if saved.actions else []
     else:
         source = None
         saved = plan(str(ws.root), paths)
+        approved = check_approvals(ws, saved, None) if saved.actions else []
         if confirm is not None and saved.actions and not confirm(saved):
             raise errors.MlopsError("apply cancelled: nothing was changed")
     target = _apply_target(ws)
+    if approved:
+        from mlops.apply import signoff
+
+        listeners = [*listeners, signoff.Recorder(ws.state_dir, approved)]
     return session.apply_plan(
         target,
         saved,

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("mlops.commands.plan", "Diff specs against live state and print the plan."),
     "apply": ("mlops.commands.apply", "Execute a plan: register, test, canary, promote."),
     "show": ("mlops.commands.show", "Render a saved plan file."),
+    "approve": ("mlops.commands.approve", "Approve a saved plan (bound to its digest)."),
     "status": ("mlops.commands.status", "Live versions, weights, gate history, rollouts."),
     "promote": ("mlops.commands.promote", "Resume a paused rollout."),
     "rollback": ("mlops.commands.rollback", "Roll a rollout back now."),

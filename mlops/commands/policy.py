@@ -67,6 +67,14 @@ def _text(outcome: api.PolicyOutcome, *, strict: bool) -> str:
     for v in result.violations:
         lines.append(f"{v.severity.upper():<8} {v.rule}  {v.model}: {v.detail}")
         lines.append(f"{'':<8} {v.message}")
+    for w in result.waived:
+        v = w.violation
+        lines.append(f"{'WAIVED':<8} {v.rule}  {v.model}: {v.detail}")
+        lines.append(f"{'':<8} by {w.by} until {w.expires}: {w.reason}")
+    lines.extend(f"{'NOTE':<8} {note}" for note in result.notes)
+    for a in result.approvals:
+        state = "MET" if a.met else "PENDING"
+        lines.append(f"{state:<8} {a.rule}: {a.describe()} (apply checks this)")
     models = len(result.models)
     if result.passed(strict=strict):
         warned = f", {len(result.warnings)} warning(s)" if result.warnings else ""

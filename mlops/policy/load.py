@@ -5,7 +5,8 @@ Safe means: no Python tags, duplicate keys refused, size and alias-expansion cap
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -27,10 +28,16 @@ class PolicyFileError(errors.MlopsError):
         self.problems = problems
 
 
+# (`rules` is also a field of PolicySet: inside the class body the name means the field.)
+_Waiver = rules.Waiver
+
+
 @dataclass(frozen=True)
 class PolicySet:
     rules: tuple[rules.Rule, ...]
     sources: tuple[str, ...]  # files read, or BUILTIN
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # approver groups
+    waivers: tuple[_Waiver, ...] = ()
 
 
 def policy_files(path: Path) -> list[Path]:
@@ -60,6 +67,8 @@ def parse_policies(sources: dict[str, safeyaml.ReadResult]) -> PolicySet:
     problems: list[str] = []
     found: list[rules.Rule] = []
     first_seen: dict[str, str] = {}
+    groups: dict[str, tuple[str, ...]] = {}
+    waivers: list[tuple[str, rules.Waiver]] = []
     for source, read in sources.items():
         problems.extend(f"{source}:{p.mark[0]}:{p.mark[1]}: {p.message}" for p in read.problems)
         if not read.documents and not read.problems:
@@ -84,11 +93,42 @@ def parse_policies(sources: dict[str, safeyaml.ReadResult]) -> PolicySet:
                     continue
                 first_seen[rule.id] = source
                 found.append(rule)
+            for name, members in policy.groups.items():
+                if name in groups:
+                    problems.append(f"{source}: groups.{name}: defined more than once")
+                groups[name] = tuple(members)
+            waivers.extend((source, waiver) for waiver in policy.waivers)
+    problems.extend(_references(found, groups, waivers, first_seen))
     if problems:
         raise PolicyFileError(problems)
     if not found:
         raise errors.UsageError(f"the policy files define no rules: {', '.join(sources)}")
-    return PolicySet(rules=tuple(found), sources=tuple(sources))
+    return PolicySet(
+        rules=tuple(found),
+        sources=tuple(sources),
+        groups=groups,
+        waivers=tuple(w for _, w in waivers),
+    )
+
+
+def _references(
+    found: list[rules.Rule],
+    groups: Mapping[str, tuple[str, ...]],
+    waivers: list[tuple[str, rules.Waiver]],
+    ids: Mapping[str, str],
+) -> list[str]:
+    """Names that must exist: the group of an approval rule, the rule of a waiver."""
+    problems = []
+    for rule in found:
+        need = rule.require_approvals
+        if need is not None and need.group is not None and need.group not in groups:
+            problems.append(
+                f"rule {rule.id}: require_approvals.group {need.group!r} is not defined"
+            )
+    for source, waiver in waivers:
+        if waiver.rule not in ids:
+            problems.append(f"{source}: waivers: rule {waiver.rule!r} is not defined")
+    return problems
 
 
 def _describe(source: str, doc: safeyaml.Document, exc: ValidationError) -> list[str]:
@@ -96,7 +136,9 @@ def _describe(source: str, doc: safeyaml.Document, exc: ValidationError) -> list
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
         line, column = doc.positions.of(loc)
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+        # repr() for a key with a line break in it: each problem stays one line (tests/fuzz)
+        shown = [p if isinstance(p, int) or p.isprintable() else repr(p) for p in loc]
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in shown).lstrip(".")
         message = str(err["msg"]).removeprefix("Value error, ")
         lines.append(f"{source}:{line}:{column}: {where or 'policy'}: {message}")
     return lines

@@ -5,6 +5,7 @@ A rule names exactly one check key so that its message always explains exactly o
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import re
 from enum import StrEnum
@@ -58,9 +59,28 @@ CHECKS: dict[str, str] = {
     "require_shadow_for_major": "a major version bump mirrors traffic (shadow) before weights move",
     "forbid_delete": "the plan must not delete a deployment",
     "require_sha256": "registered artifacts pin their sha256 in the spec",
+    "require_approvals": "apply needs N approvals of this very plan (optionally from a group)",
 }
 
 _META_KEYS = {"id", "message", "severity", "models"}
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$"
+Name = Annotated[str, Field(pattern=NAME)]
+GroupName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
+
+
+class ApprovalRequirement(BaseModel):
+    """`require_approvals: 2` or `{count: 2, group: sre}`: distinct approvers of the plan's
+    digest, members of `group` (the policy's `groups:`) when one is named."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    count: int = Field(ge=1, le=20)
+    group: GroupName | None = None
+
+
+def _requirement(value: Any) -> Any:
+    return {"count": value} if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class Rule(BaseModel):
@@ -85,6 +105,7 @@ class Rule(BaseModel):
     require_shadow_for_major: bool | None = None
     forbid_delete: bool | None = None
     require_sha256: bool | None = None
+    require_approvals: Annotated[ApprovalRequirement, BeforeValidator(_requirement)] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -119,14 +140,37 @@ class Rule(BaseModel):
         return getattr(self, self.check)
 
 
+class Waiver(BaseModel):
+    """An explicit, expiring exception to one rule: who granted it and why. From the day after
+    `expires` it no longer waives, and the check says so."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rule: str = Field(max_length=63)
+    models: Annotated[list[str], BeforeValidator(_string_list)] = Field(
+        default_factory=lambda: ["*"], min_length=1, max_length=64
+    )
+    by: Name
+    reason: str = Field(min_length=1, max_length=500)
+    expires: dt.date
+
+    def active(self, today: dt.date) -> bool:
+        return today <= self.expires
+
+
 class PolicyFile(BaseModel):
-    """One YAML policy document: `rules:` plus optional apiVersion/kind for symmetry with specs."""
+    """One YAML policy document: `rules:` plus optional apiVersion/kind for symmetry with specs,
+    named approver `groups:` and rule `waivers:`."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     apiVersion: str = "mlops/v1"  # the YAML key
     kind: str = "Policy"
-    rules: list[Rule] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list, max_length=500)
+    groups: dict[GroupName, Annotated[list[Name], Field(min_length=1, max_length=500)]] = Field(
+        default_factory=dict, max_length=100
+    )
+    waivers: list[Waiver] = Field(default_factory=list, max_length=500)
 
     @field_validator("kind")
     @classmethod

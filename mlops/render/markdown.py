@@ -7,17 +7,30 @@ from collections.abc import Iterator
 
 from mlops.core import format_duration
 from mlops.plan import types as t
-from mlops.render import describe
+from mlops.render import base, describe
 
 # GitHub colours `diff` blocks by the first character of each line.
 _DIFF_PREFIX = {"+": "+", "-": "-", "-/+": "!", "~": "!", "<=": " "}
+# The first line of a review comment: CI finds its earlier comment by it and updates that one.
+MARKER = "<!-- mlops-plan-comment -->"
 
 
 class MarkdownView:
+    def __init__(self, *, review: base.Review | None = None) -> None:
+        self.review = review
+
     def render(self, plan: t.Plan) -> str:
         return "\n".join(self.lines(plan)) + "\n"
 
     def lines(self, plan: t.Plan) -> Iterator[str]:
+        review = self.review if self.review is not None and self.review.shown else None
+        if review is not None:
+            yield MARKER
+        yield from self._plan(plan)
+        if review is not None:
+            yield from _review(review)
+
+    def _plan(self, plan: t.Plan) -> Iterator[str]:
         s = plan.summary
         if plan.errors:
             yield "### mlops plan: failed"
@@ -101,6 +114,50 @@ class MarkdownView:
         yield ""
         yield "</details>"
         yield ""
+
+
+def _review(review: base.Review) -> Iterator[str]:
+    policy = review.policy
+    if policy is not None:
+        verdict = "passed" if policy.passed else "failed"
+        yield ""
+        yield f"#### Policy: {verdict} ({policy.rules} rules from {', '.join(policy.sources)})"
+        yield ""
+        if policy.violations:
+            yield "| | rule | model | what the plan does | why the rule exists |"
+            yield "|---|---|---|---|---|"
+            for severity, rule, model, detail, message in policy.violations:
+                icon = ":x:" if severity == "error" else ":warning:"
+                yield (
+                    f"| {icon} | `{rule}` | `{model}` | {_escape(detail)} | {_escape(message)} |"
+                )
+            yield ""
+        for rule, model, by, reason, expires in policy.waived:
+            yield f"- waived: `{rule}` for `{model}` by {by} until {expires}: {_escape(reason)}"
+        for note in policy.notes:
+            yield f"- :warning: {_escape(note)}"
+        if policy.waived or policy.notes:
+            yield ""
+    yield "#### Approvals"
+    yield ""
+    if policy is not None:
+        for rule, described, met in policy.approvals:
+            icon = ":white_check_mark:" if met else ":hourglass:"
+            yield f"- {icon} `{rule}`: {_escape(described)}"
+    if review.approvals:
+        for by, at, comment in review.approvals:
+            yield f"- approved by **{_escape(by)}** at {at}" + (
+                f": {_escape(comment)}" if comment else ""
+            )
+    elif policy is None or not policy.approvals:
+        yield "- none yet (`mlops approve PLANFILE --by NAME`)"
+    if review.stale_approvals:
+        yield (
+            f"- {review.stale_approvals} approval(s) of an earlier version of this plan "
+            "no longer count"
+        )
+    yield ""
+    yield f"<sub>plan digest `{review.digest}`</sub>"
 
 
 def _escape(text: str) -> str:

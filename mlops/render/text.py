@@ -10,18 +10,47 @@ import click
 
 from mlops.core import format_duration
 from mlops.plan import types as t
-from mlops.render import describe
+from mlops.render import base, describe
 
 _COLORS = {"+": "green", "~": "yellow", "-": "red", "-/+": "magenta", "<=": "cyan"}
 _KIND_WIDTH = max(len(k.value) for k in t.ActionKind)
 
 
 class TextView:
-    def __init__(self, *, color: bool = False) -> None:
+    def __init__(self, *, color: bool = False, review: base.Review | None = None) -> None:
         self.color = color
+        self.review = review
 
     def render(self, plan: t.Plan) -> str:
-        return "\n".join(self.lines(plan)) + "\n"
+        lines = list(self.lines(plan))
+        if self.review is not None and self.review.shown:
+            lines.extend(self._review(self.review))
+        return "\n".join(lines) + "\n"
+
+    def _review(self, review: base.Review) -> Iterator[str]:
+        yield ""
+        policy = review.policy
+        if policy is not None:
+            verdict = "passed" if policy.passed else "failed"
+            yield self._style(f"Policy: {verdict}", bold=True) + (
+                f" ({policy.rules} rules from {', '.join(policy.sources)})"
+            )
+            for severity, rule, model, detail, _ in policy.violations:
+                yield f"  {severity.upper():<8} {rule}  {model}: {detail}"
+            for rule, model, by, reason, expires in policy.waived:
+                yield f"  waived   {rule}  {model}: by {by} until {expires}: {reason}"
+            for note in policy.notes:
+                yield f"  note     {note}"
+        yield self._style("Approvals:", bold=True) + f" (plan digest {review.digest})"
+        if policy is not None:
+            for rule, described, met in policy.approvals:
+                yield f"  {'met    ' if met else 'pending'}  {rule}: {described}"
+        for by, at, comment in review.approvals:
+            yield f"  approved by {by} at {at}" + (f": {comment}" if comment else "")
+        if not review.approvals:
+            yield "  none yet (mlops approve PLANFILE --by NAME)"
+        if review.stale_approvals:
+            yield f"  {review.stale_approvals} approval(s) of an earlier version of this plan"
 
     def _style(self, text: str, **kwargs: Any) -> str:
         return click.style(text, **kwargs) if self.color else text
