@@ -300,7 +300,7 @@ if TYPE_CHECKING:
 
     from mlops.plan.diff import Desired
     from mlops.plan.types import Plan as Plan
-    from mlops.providers.base import Runtime
+    from mlops.providers.base import Images, Runtime
     from mlops.spec.load import LoadedSpec
     from mlops.state.models import LiveState
 
@@ -327,7 +327,10 @@ def plan(
     desired = [_desired(item, ws.root) for item in loaded]
     last = applied.read(applied.path_in(ws.state_dir))
     names = sorted({item.name for item in loaded} | set(last))
-    live = refresh.refresh(factory.registry(ws), _runtime(ws), names, last)
+    images, versions = _image_queries(ws, desired)
+    live = refresh.refresh(
+        factory.registry(ws), _runtime(ws), names, last, images=images, image_versions=versions
+    )
     desired = [_with_artifact_digest(item, live, ws.root) for item in desired]
     with gcpause.paused():  # the diff allocates many small, long-lived objects (see gcpause)
         made = diff.diff(
@@ -447,6 +450,31 @@ def _with_artifact_digest(item: Desired, live: LiveState, root: Path) -> Desired
     except OSError:
         return item  # a missing file is reported where it is read (register, verify)
     return dataclasses.replace(item, artifact_sha256=digest)
+
+
+def _image_queries(
+    ws: Workspace, desired: Sequence[Desired]
+) -> tuple[Images | None, dict[str, tuple[str, str | None]]]:
+    """With `images:` in mlops.yaml: the OCI registry, and each spec's version with the sha256
+    of its artifact file (used until the version is registered; docs/images.md)."""
+    import hashlib
+
+    from mlops.providers import images
+
+    found = images.registry_images(ws.config.images)
+    if found is None:
+        return None, {}
+    versions: dict[str, tuple[str, str | None]] = {}
+    for item in desired:
+        digest = None
+        if not item.artifact.startswith("models:/"):
+            try:
+                with (ws.root / item.artifact).open("rb") as handle:
+                    digest = hashlib.file_digest(handle, "sha256").hexdigest()
+            except OSError:
+                digest = None  # reported where it is read (register, verify)
+        versions[item.deployment.name] = (item.deployment.spec.model.version, digest)
+    return found, versions
 
 
 def _runtime(ws: Workspace) -> Runtime:

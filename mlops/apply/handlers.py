@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from mlops import core, errors
-from mlops.apply import checkpoints, journal, rebuild
+from mlops.apply import checkpoints, images, journal, rebuild
 from mlops.apply import hooks as hooks_
 from mlops.apply import target as target_
 from mlops.plan import types as t
@@ -79,6 +79,10 @@ class Handlers:
                 self.delete(model, after)
             case t.ScaleEnginePayload() as after:
                 self.scale_engine(after)
+            case t.BuildImagePayload() as after:
+                images.build_image(self.target, model, after, self.hooks)
+            case t.PushImagePayload() as after:
+                images.push_image(self.target, model, after, self.hooks)
             case t.CheckpointPayload():
                 raise errors.PlanError(f"{action.id}: a checkpoint is held, not dispatched")
 

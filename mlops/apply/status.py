@@ -41,8 +41,15 @@ def collect(target: target_.Target, name: str | None = None) -> dict[str, Any]:
         "run": None
         if run is None
         else {"id": run.run_id, "open": not run.finished, "outcome": run.outcome()},
+        "serve_runtime": ws.config.serve.runtime,
         "models": {
-            model: _model(model, registry.get(model), runtime.get(model), rollouts.get(model))
+            model: _model(
+                model,
+                registry.get(model),
+                runtime.get(model),
+                rollouts.get(model),
+                ws.config.serve.runtime,
+            )
             for model in every
         },
     }
@@ -66,6 +73,7 @@ def _model(
     registered: state.RegistryModel | None,
     live: state.RuntimeModel | None,
     rollout: dict[str, Any] | None,
+    serve_runtime: str = "process",
 ) -> dict[str, Any]:
     versions = sorted(
         set(registered.versions if registered else {}) | set(live.loaded if live else {})
@@ -82,6 +90,8 @@ def _model(
                 "conformance": info.conformance if info else None,
                 "loaded": live.loaded.get(semver) if live else None,
                 "weight": live.weights.get(semver, 0) if live else 0,
+                "image_digest": info.image_digest if info else None,
+                "image": info.image_reference if info else None,
             }
         )
     return {
@@ -95,7 +105,26 @@ def _model(
         "replicas": live.replicas if live else 0,
         "replicas_alive": live.replicas_alive if live else 0,
         "rollout": _rollout(rollout),
+        "serving_images": _serving_images(rows, serve_runtime),
     }
+
+
+def _serving_images(rows: list[dict[str, Any]], serve_runtime: str) -> list[dict[str, Any]]:
+    """The image digest of each version that takes traffic. With `serve.runtime: process` no
+    image runs: the digest is the one recorded for the serving version (its image holds the
+    same artifact bytes the engine serves), and `source` says so."""
+    source = "container" if serve_runtime == "container" else "recorded (process runtime)"
+    return [
+        {
+            "semver": row["semver"],
+            "weight": row["weight"],
+            "image_digest": row["image_digest"],
+            "image": row["image"],
+            "source": source,
+        }
+        for row in rows
+        if row["weight"] > 0
+    ]
 
 
 def _rollout(record: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -145,6 +174,9 @@ def render_text(document: dict[str, Any]) -> str:
             if row["rejected_reason"]:
                 text += f"  rejected: {row['rejected_reason']}"
             lines.append(text)
+        for image in model.get("serving_images") or []:
+            if image["image_digest"]:  # none recorded: a workspace without `images:`
+                lines.append(f"  image {image['semver']}: {image['image']} ({image['source']})")
         if model["shadow"]:
             shadow = model["shadow"]
             lines.append(f"  shadow: {shadow['percent']}% mirrored to {shadow['version']}")

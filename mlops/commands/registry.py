@@ -75,7 +75,8 @@ def list_(ctx: click.Context, fmt: str) -> None:
 @FORMAT
 @click.pass_context
 def show(ctx: click.Context, ref: str, fmt: str) -> None:
-    """One model (or one version): checksum, signature, baseline, status, conformance."""
+    """One model (or one version): checksum, signature, baseline, status, conformance, and
+    the digest of the version's pushed image (docs/images.md)."""
     name, _, version = ref.partition("@")
     if "@" in ref and not version:
         raise errors.UsageError(f"{ref!r}: give NAME or NAME@VERSION")
@@ -140,6 +141,8 @@ def _show_text(model: api.RegistryModel) -> None:
                 f"p99 {version.baseline.p99_ms} ms",
             ),
             ("conformance", _conformance(version.conformance)),
+            ("image digest", version.image_digest or "-"),
+            ("image", version.image_reference or "-"),
         ]
         details = Table.grid(padding=(0, 2))
         details.add_column(no_wrap=True)

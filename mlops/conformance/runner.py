@@ -43,9 +43,12 @@ def run(
     after: Mapping[str, Any],
     *,
     validation: Path | None = None,
+    url: str | None = None,
 ) -> dict[str, Any]:
     """Conformance of `model@semver`; `after` is the plan's conformance_test payload. Model
-    failures are a result with passed=False; an unreachable engine raises TransientError."""
+    failures are a result with passed=False; an unreachable engine raises TransientError.
+    `url`: test the engine there (a version's image running on loopback) instead of the
+    target's runtime; the image carries its own copy of the bytes, hashed before the build."""
     version = target.registry.get_version(model, semver)
     if version is None:
         raise errors.RegistryError(f"{model}@{semver} is not registered")
@@ -60,10 +63,10 @@ def run(
         "rows": 0,
     }
     reasons: list[str] = []
-    reasons += _check_sha(target, model, semver, version, after.get("sha256"), result)
+    reasons += _check_sha(target, model, semver, version, after.get("sha256"), result, url)
     if not reasons:
         data = validation or _validation_path(target.ws, after.get("validation"))
-        reasons += _check_model(target, model, semver, version, data, result)
+        reasons += _check_model(target, model, semver, version, data, result, url)
     result["reasons"] = reasons
     result["reason"] = "; ".join(reasons)
     result["passed"] = not reasons
@@ -84,13 +87,14 @@ def _check_sha(
     version: state.RegistryVersion,
     pinned: Any,
     result: dict[str, Any],
+    url: str | None = None,
 ) -> list[str]:
     expected = str(pinned or version.sha256)
     actual = checks.sha256_of(target.registry.artifact_path(model, semver))
     result["sha256"] = actual
     if actual != expected:
         return [f"artifact sha256 {actual} is not the registered {expected}"]
-    copy = target.runtime.served_artifact(model, semver)
+    copy = target.runtime.served_artifact(model, semver) if url is None else None
     if copy is not None and checks.sha256_of(copy) != expected:
         return [f"the engine's copy of {model}@{semver} does not match sha256 {expected}"]
     return []
@@ -103,13 +107,14 @@ def _check_model(
     version: state.RegistryVersion,
     data: Path | None,
     result: dict[str, Any],
+    engine_url: str | None = None,
 ) -> list[str]:
     from mlops.providers.engine import client as engine_client
 
     signature = version.signature
     dtypes = {t.name: t.dtype.value for t in signature.inputs}
     first = signature.outputs[0].name
-    url = target.runtime.inference_url()
+    url = engine_url or target.runtime.inference_url()
 
     def make_infer() -> tuple[checks.Infer, Callable[[], None]]:
         client = engine_client.VersionClient(url, model, semver, dtypes, [first])

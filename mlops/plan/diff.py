@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from mlops.core import Address
-from mlops.plan import checks, integrity, order, outside, result, rollout, steady
+from mlops.plan import checks, integrity, order, outside, result, rollout, stable_image, steady
 from mlops.plan import engine as engine_
 from mlops.plan import types as t
 from mlops.state import models as state
@@ -128,8 +128,15 @@ def plan_model(item: Desired, live: state.LiveState) -> ModelResult:
         runtime = live.runtime.get(name) or state.RuntimeModel(name=name)
     seq = order.Sequence(name=name, stable=stable)
     if model.version == stable:
+        if live.images is not None:  # workspaces with `images:` (plan/images.py)
+            return stable_image.stable(
+                item, registry, runtime, seq, shared_engine=live.engine is not None,
+                found=live.images,
+            )  # fmt: skip
         return steady.steady(item, registry, runtime, seq, shared_engine=live.engine is not None)
-    return rollout.new_version(item, registry, runtime, seq, live.traffic_rate.get(name))
+    return rollout.new_version(
+        item, registry, runtime, seq, live.traffic_rate.get(name), found_images=live.images
+    )
 
 
 def removed(live: state.LiveState, specified: set[str]) -> list[str]:

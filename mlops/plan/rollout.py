@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mlops.core import Address
-from mlops.plan import integrity, order, payloads, result
+from mlops.plan import images, integrity, order, payloads, result
 from mlops.plan import types as t
 from mlops.spec import models as spec
 from mlops.state import models as state
@@ -18,8 +18,11 @@ def new_version(
     runtime: state.RuntimeModel | None,
     seq: order.Sequence,
     rate: float | None,
+    *,
+    found_images: state.ImagesState | None = None,
 ) -> result.ModelResult:
-    """Register, verify, test, load, then shadow/canary/immediate, promote, retire."""
+    """Register, verify, (build and push its image,) test, load, then shadow/canary/immediate,
+    promote, retire. `found_images`: workspaces with `images:` (plan/images.py)."""
     deployment = item.deployment
     name, model = deployment.name, deployment.spec.model
     version, stable = model.version, seq.stable
@@ -51,6 +54,7 @@ def new_version(
         )
     if not loaded:
         verify(seq, name, version, model.sha256 or (registered.sha256 if registered else None))
+    images.add_steps(seq, item, registered, found_images)
     if registered is None or registered.status is not state.VersionStatus.CONFORMANT:
         seq.add(
             K.CONFORMANCE_TEST,

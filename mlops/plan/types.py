@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from mlops.core import Address
+from mlops.plan import resources
 from mlops.spec import models as spec
 
 # A version's engine settings are built below the planner (the kubernetes target renders the
@@ -78,6 +79,8 @@ class ActionKind(StrEnum):
     UPDATE_CONFIG = "update_config"
     DELETE = "delete"
     SCALE_ENGINE = "scale_engine"
+    BUILD_IMAGE = "build_image"
+    PUSH_IMAGE = "push_image"
 
 
 class ChangeSymbol(StrEnum):
@@ -266,6 +269,54 @@ class EngineBefore(Payload):
     replicas: int = Field(ge=0, le=64, description="workers running now")
 
 
+# mlops.yaml's `images:` as the plan carries it (the spec's patterns): the model's repository
+# (images.repository/MODEL) and the base, pinned by digest.
+ImageRepository = Annotated[
+    str,
+    Field(
+        pattern=spec.IMAGE_REPOSITORY.pattern,
+        max_length=264,
+        description="HOST[:PORT]/PATH/MODEL: the repository of the model's images",
+    ),
+]
+ImageBase = Annotated[
+    str,
+    Field(
+        pattern=spec.IMAGE_BASE.pattern,
+        description="the base image, pinned by digest (mlops.yaml images.base)",
+    ),
+]
+
+
+class BuildImagePayload(Payload):
+    """Build the version's image (engine, model and settings baked in), run it on loopback
+    and run the conformance test against the running container. Nothing is pushed here; the
+    tested image stays in the local store for `push_image`. A no-op when the registry already
+    holds an image of these bytes and settings."""
+
+    semver: Version
+    sha256: Sha256 | None = Field(
+        description="the artifact's sha256; null: the one recorded at registration"
+    )
+    base: ImageBase
+    repository: ImageRepository
+    settings: EngineSettings = Field(description="the settings.json baked into the image")
+    test: ConformancePayload = Field(description="the conformance test run on the container")
+
+
+class PushImagePayload(Payload):
+    """Push the tested image, read its manifest digest back from the registry and record it
+    on the registry version (`image_digest`). Refuses an image that was not tested."""
+
+    semver: Version
+    sha256: Sha256 | None = Field(
+        description="the artifact's sha256; null: the one recorded at registration"
+    )
+    base: ImageBase
+    repository: ImageRepository
+    settings: EngineSettings = Field(description="the settings.json the image was built with")
+
+
 AfterPayload = (
     RegisterPayload
     | VerifyPayload
@@ -278,6 +329,8 @@ AfterPayload = (
     | UpdateConfigPayload
     | DeletePayload
     | ScaleEnginePayload
+    | BuildImagePayload
+    | PushImagePayload
 )
 BeforePayload = TrafficPayload | Aliases | ObservedConfig | DeleteBefore | EngineBefore
 
@@ -294,6 +347,8 @@ PAYLOADS: dict[ActionKind, tuple[type[Payload], type[Payload] | None]] = {
     ActionKind.UPDATE_CONFIG: (UpdateConfigPayload, ObservedConfig),
     ActionKind.DELETE: (DeletePayload, DeleteBefore),
     ActionKind.SCALE_ENGINE: (ScaleEnginePayload, EngineBefore),
+    ActionKind.BUILD_IMAGE: (BuildImagePayload, None),
+    ActionKind.PUSH_IMAGE: (PushImagePayload, None),
 }
 
 
@@ -440,6 +495,10 @@ class Plan(BaseModel):
     # The models whose live state the fingerprint covers: apply refreshes exactly these to
     # decide whether the plan is stale.
     refreshed: list[str] = Field(default_factory=list)
+    # Replicas x hardware before and after, the canary's peak, rollout hours and cost.
+    capacity: resources.Capacity = resources.Capacity()
+    # mlops.yaml `environment` (e.g. prod): policy rules may apply to named environments only.
+    environment: str | None = Field(default=None, max_length=63)
 
     @property
     def has_changes(self) -> bool:

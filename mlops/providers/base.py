@@ -51,6 +51,11 @@ class Registry(Protocol):
 
     def record_conformance(self, name: str, semver: str, result: Mapping[str, Any]) -> None: ...
 
+    def record_image(self, name: str, semver: str, digest: str, reference: str) -> None:
+        """Record the pushed image of a version: its manifest digest (`sha256:...`) and its
+        reference (`REPOSITORY@sha256:...`), as read back from the OCI registry."""
+        ...
+
 
 @runtime_checkable
 class Runtime(Protocol):
@@ -157,4 +162,34 @@ class SelfSampling(Protocol):
 
     def observe(self) -> str | None:
         """Take a snapshot now (unless the last one is fresh); an error text, or None."""
+        ...
+
+
+@dataclass(frozen=True)
+class ImageQuery:
+    """One model version whose image the planner needs to know about: `sha256` is its
+    artifact's (None: not known before registration; then there is nothing to look for)."""
+
+    model: str
+    semver: str
+    sha256: str | None
+
+
+@runtime_checkable
+class Images(Protocol):
+    """The OCI registry that model images are pushed to (`images:` in mlops.yaml)."""
+
+    @property
+    def base(self) -> str:
+        """The pinned base image (images.base)."""
+        ...
+
+    @property
+    def repository(self) -> str:
+        """images.repository: a model's images are REPOSITORY/MODEL."""
+        ...
+
+    def lookup(self, queries: Sequence[ImageQuery]) -> dict[str, state.ImageState]:
+        """The image of each queried version, by model, found by the content tag carrying its
+        sha256, in one pass over one registry connection. Raises the registry's errors."""
         ...

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -52,6 +53,10 @@ class RegistryVersion(_Frozen):
     rejected_reason: str | None = None
     conformance: dict[str, Any] | None = None  # accuracy, p50_ms, p99_ms, passed, at
     created_at: str | None = None
+    # The pushed image's manifest digest (sha256:...) and reference (REPOSITORY@sha256:...),
+    # as recorded by push_image (docs/images.md); None: no image recorded.
+    image_digest: str | None = None
+    image_reference: str | None = None
 
 
 class RegistryModel(_Frozen):
@@ -98,6 +103,32 @@ class EngineState(_Frozen):
     models: list[str] = Field(default_factory=list)  # every model it serves, sorted
 
 
+class ImageState(_Frozen):
+    """A model version's image as the OCI registry holds it, found by the content tag that
+    carries the artifact's sha256 (docs/images.md)."""
+
+    semver: str
+    sha256: str | None = None  # the artifact bytes looked for; None: not known yet
+    repository: str  # HOST[:PORT]/PATH/MODEL
+    digest: str | None = None  # the manifest digest; None: no image of these bytes
+    settings_sha256: str | None = None  # the image's io.mlops.settings.sha256 label
+
+
+def settings_digest(settings: Mapping[str, Any]) -> str:
+    """sha256 of a version's engine settings as an image records them (its
+    io.mlops.settings.sha256 label): sorted keys, so equal settings digest equal."""
+    blob = json.dumps(dict(settings), indent=2, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+class ImagesState(_Frozen):
+    """mlops.yaml's `images:` and what the OCI registry holds of the specs' versions."""
+
+    base: str  # the pinned base (images.base)
+    repository: str  # images.repository; a model's images are REPOSITORY/MODEL
+    models: dict[str, ImageState] = Field(default_factory=dict)  # the spec's version, by model
+
+
 class AppliedRecord(_Frozen):
     """What mlops itself last set for a model: lets plan report changes made outside mlops."""
 
@@ -116,13 +147,22 @@ class LiveState(_Frozen):
     # Requests per second per model, for estimates only: not part of the fingerprint.
     traffic_rate: dict[str, float] = Field(default_factory=dict)
     last_applied: dict[str, AppliedRecord] = Field(default_factory=dict)
+    # Workspaces with `images:` in mlops.yaml only; None: no images are built. Not part of
+    # the fingerprint: the image steps look in the OCI registry again before they act.
+    images: ImagesState | None = None
 
     def fingerprint(self) -> str:
         """Digest of everything the plan depends on (traffic rates excluded: they always move)."""
         # No engine (kubernetes), or one not running (`runtime_reachable` already says so),
         # leaves the digest as it was before the engine was recorded.
         running = self.engine is not None and self.engine.replicas > 0
-        skip = {"traffic_rate"} | (set() if running else {"engine"})
+        skip = {"traffic_rate", "images"} | (set() if running else {"engine"})
         payload = self.model_dump(mode="json", exclude=skip)
+        # A version without a recorded image digests as before images existed.
+        for model in payload["registry"].values():
+            for version in model["versions"].values():
+                for key in ("image_digest", "image_reference"):
+                    if version.get(key) is None:
+                        version.pop(key, None)
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return "sha256:" + hashlib.sha256(blob).hexdigest()

@@ -16,12 +16,20 @@ def refresh(
     last_applied: Mapping[str, state.AppliedRecord],
     *,
     traffic_rate: Mapping[str, float] | None = None,
+    images: base.Images | None = None,
+    image_versions: Mapping[str, tuple[str, str | None]] | None = None,
 ) -> state.LiveState:
     """Snapshot registry, runtime and traffic for `names`.
 
     A runtime that is absent or not reachable (the local engine is not started) is a normal
     state, planned as "nothing loaded"; an unreachable registry is an error, because without
     it nothing can be planned safely.
+
+    `images` (workspaces with `images:` in mlops.yaml): the OCI registry is asked, in one
+    pass, for the image of each version in `image_versions` (model -> (semver, the sha256 of
+    the workspace's artifact file or None)); a registered version is looked up by the sha256
+    the registry recorded. An unreachable OCI registry is an error too: without it the plan
+    cannot say whether an image must be built.
     """
     wanted = sorted(set(names))
     try:
@@ -49,6 +57,10 @@ def refresh(
     engine = runtime.engine() if runtime is not None else None
     if engine is not None and not reachable:
         engine = state.EngineState()
+    found = None
+    if images is not None:
+        chosen = {n: v for n, v in (image_versions or {}).items() if n in keep}
+        found = _images(images, models, chosen)
     return state.LiveState(
         registry={n: m for n, m in sorted(models.items()) if n in keep},
         runtime={n: m for n, m in sorted(served.items()) if n in keep},
@@ -56,4 +68,27 @@ def refresh(
         engine=engine,
         traffic_rate={n: r for n, r in sorted(rates.items()) if n in keep},
         last_applied={n: r for n, r in sorted(last_applied.items())},
+        images=found,
+    )
+
+
+def _images(
+    images: base.Images,
+    models: Mapping[str, state.RegistryModel],
+    versions: Mapping[str, tuple[str, str | None]],
+) -> state.ImagesState:
+    queries = []
+    for name, (semver, local_sha256) in sorted(versions.items()):
+        registered = models.get(name)
+        version = registered.versions.get(semver) if registered is not None else None
+        sha256 = version.sha256 if version is not None else local_sha256
+        queries.append(base.ImageQuery(model=name, semver=semver, sha256=sha256))
+    try:
+        found = images.lookup(queries)
+    except errors.MlopsError:
+        raise
+    except Exception as exc:  # a provider bug or an unexpected client error
+        raise errors.RegistryError(f"cannot read the image registry: {exc}") from exc
+    return state.ImagesState(
+        base=images.base, repository=images.repository, models=dict(sorted(found.items()))
     )

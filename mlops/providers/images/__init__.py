@@ -12,7 +12,17 @@ from pathlib import Path
 
 from mlops.providers.images.builder import Conformance, ImageBuilder, ImageRef
 from mlops.providers.images.config import ImagesConfig
+from mlops.providers.images.engine_api import connect
 from mlops.providers.images.hooks import Hooks, TerminalHooks
+from mlops.providers.images.lookup import RegistryImages
+from mlops.spec import models as spec
+
+
+def registry_images(images: spec.WorkspaceImages | None) -> RegistryImages | None:
+    """The OCI registry of mlops.yaml's `images:` for the refresh; None without `images:`."""
+    if images is None:
+        return None
+    return RegistryImages(ImagesConfig(images.base, images.repository))
 
 
 def default_cache_dir() -> Path:
@@ -27,6 +37,9 @@ __all__ = [
     "ImageBuilder",
     "ImageRef",
     "ImagesConfig",
+    "RegistryImages",
     "TerminalHooks",
+    "connect",
     "default_cache_dir",
+    "registry_images",
 ]

@@ -31,6 +31,7 @@ from mlops.providers.images import container, context, wheels
 from mlops.providers.images import errors as image_errors
 from mlops.providers.images import hooks as images_hooks
 from mlops.providers.images import registry as oci
+from mlops.state import models as state
 
 # A running image's base URL -> a conformance result: {"passed": bool, "reason": str, ...}
 # (the shape of mlops.conformance.runner.run's result).
@@ -134,6 +135,31 @@ class ImageBuilder:
         if found is not None:
             self.hooks.line("find", f"already built and pushed: {found}")
             return found
+        image_id = self.build_tested(
+            name, semver, artifact_path, settings, sha256,
+            conformance=conformance, source_commit=source_commit,
+        )  # fmt: skip
+        try:
+            return self.push(name, semver, sha256, image_id)
+        except BaseException:
+            self._discard(image_id)
+            raise
+
+    def build_tested(
+        self,
+        name: str,
+        semver: str,
+        artifact_path: Path,
+        settings: Mapping[str, Any],
+        sha256: str,
+        *,
+        conformance: Conformance,
+        source_commit: str | None = None,
+    ) -> str:
+        """Build the model image, run it on loopback and run `conformance` against it; the
+        image id of a tested image, kept in the local store (tagged REPOSITORY:SEMVER and the
+        content tag) for `push`. An image that fails is removed and nothing is pushed."""
+        _check_inputs(name, semver, artifact_path, settings, sha256)
         image_id = self.build(name, semver, artifact_path, settings, sha256, source_commit)
         try:
             self.hooks.started("run", f"{name}@{semver} on loopback")
@@ -148,10 +174,34 @@ class ImageBuilder:
                     f"{result.get('reason') or 'no reason given'}; nothing was pushed",
                     result,
                 )
-            return self.push(name, semver, sha256, image_id)
         except BaseException:
             self._discard(image_id)
             raise
+        return image_id
+
+    def local(self, name: str, sha256: str, settings: Mapping[str, Any]) -> str | None:
+        """The id of the local model image of these bytes and settings (built by
+        `build_tested`, not yet removed), or None."""
+        if not _SHA256.match(sha256):
+            raise errors.UsageError(f"artifact sha256 {sha256!r} is not 64 lower-case hex digits")
+        try:
+            image = self.client.images.get(f"{self.config.image(name)}:{content_tag(sha256)}")
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.DockerException as exc:
+            raise image_errors.ImageBuildError(
+                f"cannot read the local image store: {_one_line(str(exc))}"
+            ) from exc
+        labels = image.labels or {}
+        if labels.get(LABEL_SHA256) != sha256 or labels.get(LABEL_SETTINGS) != _settings_sha(
+            settings
+        ):
+            return None
+        return str(image.id)
+
+    def discard(self, image_id: str) -> None:
+        """Remove a local model image (after it was pushed, or when it will not be)."""
+        self._discard(image_id)
 
     def build(
         self,
@@ -412,7 +462,7 @@ def _check_inputs(
 
 
 def _settings_sha(settings: Mapping[str, Any]) -> str:
-    return hashlib.sha256(context.settings_bytes(settings)).hexdigest()
+    return state.settings_digest(settings)  # what the planner compares (state.ImagesState)
 
 
 def _one_line(text: str, limit: int = 400) -> str:

@@ -31,3 +31,7 @@ class RegistryUnavailableError(errors.TransientError):
 
 class RegistryRefusedError(errors.PermanentError):
     """The OCI registry refused a request (credentials, read-only, malformed answer)."""
+
+
+class EngineApiUnavailableError(errors.TransientError):
+    """The Docker Engine API (dockerd or `podman system service`) did not answer."""

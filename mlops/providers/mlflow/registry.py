@@ -141,6 +141,14 @@ class MlflowRegistry:
         version = self._require(name, semver)
         self._set_tag(version, tags.CONFORMANCE, json.dumps(dict(result), sort_keys=True))
 
+    def record_image(self, name: str, semver: str, digest: str, reference: str) -> None:
+        """The reference first, the digest last: a version shows an image digest only once
+        both are stored."""
+        version = self._require(name, semver)
+        values = tags.image_tags(digest, reference)
+        self._set_tag(version, tags.IMAGE_REFERENCE, values[tags.IMAGE_REFERENCE])
+        self._set_tag(version, tags.IMAGE_DIGEST, values[tags.IMAGE_DIGEST])
+
     # -- registration ------------------------------------------------------------------
 
     def register(

@@ -28,6 +28,11 @@ BASELINE = "mlops.baseline"
 STATS = "mlops.stats"  # artifact file name of the feature statistics, when any
 REJECTED = "mlops.rejected"  # the reason; present = rejected
 CONFORMANCE = "mlops.conformance"
+# The pushed image (docs/images.md): the manifest digest as the OCI registry returned it, and
+# the reference deployments use. Unprefixed: other tools read them (`image_digest` is the name
+# the image issue gives it).
+IMAGE_DIGEST = "image_digest"
+IMAGE_REFERENCE = "image_reference"
 PENDING = "pending:"
 READY = "ready"
 
@@ -139,6 +144,8 @@ def decode(entity: Any, tags: dict[str, str] | None = None) -> state.RegistryVer
             status=status,
             rejected_reason=tags.get(REJECTED),
             conformance=conformance if isinstance(conformance, dict) else None,
+            image_digest=_image_digest(tags.get(IMAGE_DIGEST)),
+            image_reference=_image_reference(tags.get(IMAGE_REFERENCE)),
             created_at=(
                 datetime.fromtimestamp(created / 1000, tz=UTC).isoformat() if created else None
             ),
@@ -147,6 +154,32 @@ def decode(entity: Any, tags: dict[str, str] | None = None) -> state.RegistryVer
         raise errors.RegistryError(
             f"registry metadata of {entity.name} version {entity.version} is corrupt: {exc}"
         ) from None
+
+
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_REFERENCE = re.compile(r"^[a-z0-9][a-z0-9._:/-]{0,254}@sha256:[0-9a-f]{64}$")
+
+
+def _image_digest(value: str | None) -> str | None:
+    """A recorded digest, checked (a tag anyone could have set by hand)."""
+    if value is not None and not _DIGEST.match(value):
+        raise ValueError(f"tag {IMAGE_DIGEST} {value[:80]!r} is not sha256:<64 hex>")
+    return value
+
+
+def _image_reference(value: str | None) -> str | None:
+    if value is not None and not _REFERENCE.match(value):
+        raise ValueError(f"tag {IMAGE_REFERENCE} {value[:80]!r} is not REPOSITORY@sha256:<64 hex>")
+    return value
+
+
+def image_tags(digest: str, reference: str) -> dict[str, str]:
+    """The tags of a pushed image; the reference must end with the digest."""
+    _image_digest(digest)
+    _image_reference(reference)
+    if not reference.endswith("@" + digest):
+        raise errors.UsageError(f"image reference {reference!r} does not carry digest {digest}")
+    return {IMAGE_DIGEST: digest, IMAGE_REFERENCE: reference}
 
 
 def build_model(
