@@ -129,8 +129,8 @@ def _check_model(
             }
             client = engine_client.VersionClient(url, model, semver, dtypes, [first])
             try:
-                # The engine refuses batches above the version's max_batch_size.
-                limit = client.max_batch_size()
+                # The server refuses batches above the version's max_batch_size.
+                limit = max_batch_size(url, model, semver, client.max_batch_size)
                 batch_rows = min(checks.BATCH_ROWS, limit) if limit > 1 else checks.BATCH_ROWS
                 score = checks.accuracy(client, inputs, labels, first, batch_rows)
             finally:
@@ -164,6 +164,36 @@ def _check_model(
             f"+{result['max_increase']:.0%} ({budget:.2f} ms)"
         )
     return reasons
+
+
+CONFIG_MAX_BYTES = 1 << 20
+
+
+def max_batch_size(url: str, model: str, semver: str, metadata: Callable[[], int]) -> int:
+    """The version's batch limit from the model configuration endpoint (Triton's
+    `GET /v2/models/NAME/versions/V/config`; the mlops engine answers it too): Triton's model
+    metadata has no such field. `metadata` reads it for a server without the endpoint."""
+    import httpx
+
+    where = f"{url.rstrip('/')}/v2/models/{model}/versions/{semver}/config"
+    try:
+        response = httpx.get(where, timeout=10.0)
+    except httpx.HTTPError as exc:
+        raise errors.TransientError(f"model configuration of {model}@{semver}: {exc}") from None
+    if response.status_code in (404, 405, 501):
+        return metadata()  # a server without the configuration extension
+    if response.status_code != 200 or len(response.content) > CONFIG_MAX_BYTES:
+        raise errors.TransientError(
+            f"model configuration of {model}@{semver}: HTTP {response.status_code}"
+        )
+    try:
+        value = response.json().get("max_batch_size", 0)
+        limit = int(value)  # int32 in the message; JSON may carry it as text
+    except (ValueError, TypeError, AttributeError):
+        raise errors.TransientError(
+            f"model configuration of {model}@{semver}: max_batch_size is not a number"
+        ) from None
+    return limit if 0 <= limit <= 1 << 31 else 0
 
 
 def _validation_path(ws: Workspace, raw: Any) -> Path | None:

@@ -42,6 +42,10 @@ def metrics(ws: ws_mod.Workspace, runtime: base.Runtime) -> base.Metrics:
 
     setting = ws.config.metrics
     if setting.startswith(("http://", "https://")):
+        from mlops.providers.kubernetes import runtime as kubernetes
+
+        if isinstance(runtime, kubernetes.KubernetesRuntime):
+            return runtime.metrics(setting)  # the engine's metric names (Triton's or ours)
         return prometheus.PrometheusMetrics(setting)
     if ws.config.target != "local":
         raise errors.ConfigError(

@@ -24,6 +24,7 @@ from mlops.providers import base
 from mlops.providers.kubernetes import cluster as k8s_cluster
 from mlops.providers.kubernetes import manifests as m
 from mlops.providers.kubernetes import route as k8s_route
+from mlops.providers.metrics import prometheus
 from mlops.spec import engine as engine_
 from mlops.spec import models as spec
 from mlops.state import models as state
@@ -210,6 +211,23 @@ class KubernetesRuntime:
         return self._registry
 
     # -- reads ---------------------------------------------------------------------------------
+
+    def metrics(self, url: str) -> prometheus.PrometheusMetrics:
+        """Gates over the cluster's Prometheus at `url`, in the engine's metric names: Triton
+        labels series with its integer version, looked up once per version."""
+        if self.options.engine == "mlops":
+            return prometheus.PrometheusMetrics(url)
+        known: dict[tuple[str, str], str] = {}
+
+        def triton_version(model: str, semver: str) -> str:
+            if (model, semver) not in known:
+                version = self.registry.get_version(model, semver)
+                if version is None:
+                    raise errors.RegistryError(f"{model}@{semver} is not registered")
+                known[(model, semver)] = version.registry_version
+            return known[(model, semver)]
+
+        return prometheus.PrometheusMetrics(url, dialect="triton", version_label=triton_version)
 
     def reachable(self) -> bool:
         return self.cluster.reachable()

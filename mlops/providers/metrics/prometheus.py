@@ -16,7 +16,8 @@ import shutil
 import socket
 import subprocess
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 from mlops import errors, fsio
 from mlops.providers.base import Sample, Traffic
@@ -176,11 +177,21 @@ def _free_port() -> int:
 class PrometheusMetrics:
     """Gate metrics through PromQL (prometheus-api-client)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        dialect: Literal["mlops", "triton"] = "mlops",
+        version_label: Callable[[str, str], str] | None = None,
+    ) -> None:
+        """`dialect`: whose metric names the gates read (promql); `version_label` maps a
+        semver to the `version` label the engine exports (Triton: its integer version)."""
         from prometheus_api_client import PrometheusConnect
         from urllib3.util.retry import Retry
 
         self.url = url
+        self.dialect: Literal["mlops", "triton"] = dialect
+        self._version_label = version_label
         # No retries: an unreachable backend is a gate `error` now, counted by the tracker.
         self._client = PrometheusConnect(
             url, disable_ssl=True, retry=Retry(total=0), timeout=QUERY_TIMEOUT_S
@@ -198,9 +209,13 @@ class PrometheusMetrics:
 
         window = promql.window(window_seconds, SCRAPE_INTERVAL_S)
         try:
-            query = promql.gate_query(gate, model, version, window, traffic)
-            requests = self._scalar(promql.request_count(gate, model, version, window, traffic))
+            label = self._version_label(model, version) if self._version_label else version
+            query = promql.gate_query(gate, model, label, window, traffic, self.dialect)
+            count = promql.request_count(gate, model, label, window, traffic, self.dialect)
+            requests = self._scalar(count)
             value = self._scalar(query)
+        except promql.Unanswerable as exc:
+            return Sample(None, 0.0, error=str(exc))
         except Exception as exc:  # any backend failure is a measurement error, never a crash
             return Sample(None, 0.0, error=_one_line(f"prometheus at {self.url}: {exc}"))
         return Sample(value, requests or 0.0)

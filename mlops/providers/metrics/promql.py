@@ -9,12 +9,21 @@ Latencies use `histogram_quantile` over the same bucket deltas, in milliseconds.
 Request counts and latencies select the `route` label by the traffic judged: `routed` for a
 canary and its stable version (direct calls to /versions/V/infer never count), `routed` or
 `shadow` for a shadow during its hold (see `metric_math.ROUTES`).
+
+`dialect="triton"` compiles the same gates to NVIDIA Triton's own metrics, whose `version`
+label is Triton's integer version (the caller maps the semver): `nv_inference_request_success`
+and `nv_inference_request_failure` for counts and error rate, the
+`nv_inference_first_response_histogram_ms` histogram (Triton 24.08+ with
+`--metrics-config=histogram_latencies=true`) for latency quantiles, already in milliseconds.
+Triton cannot tell routed from direct or mirrored requests, nor compare a shadow's answers, nor
+see client feedback: those gates are `Unanswerable` (docs/kubernetes.md).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from typing import Literal
 
 from mlops.spec import models as spec
 
@@ -22,6 +31,38 @@ from mlops.spec import models as spec
 _ROUTES = {"routed": 'route="routed"', "shadow": 'route=~"shadow|routed"'}
 
 _QUANTILES = {"latency_p99": 0.99, "latency_p50": 0.50}
+
+Dialect = Literal["mlops", "triton"]
+TRITON_SUCCESS = "nv_inference_request_success"
+TRITON_FAILURE = "nv_inference_request_failure"
+TRITON_DURATION_US = "nv_inference_request_duration_us"  # cumulative: a mean, not a quantile
+TRITON_LATENCY_HISTOGRAM = "nv_inference_first_response_histogram_ms"
+
+
+class Unanswerable(ValueError):
+    """The serving engine does not export what this gate needs (a one-line reason)."""
+
+
+def triton_mean_latency_ms(model: str, version: str, window_: str) -> str:
+    """Mean request latency from Triton's cumulative counters (what every Triton exports)."""
+    sel = selector(model, version)
+    total = increase(TRITON_DURATION_US, sel, window_)
+    return f"({total}) / ({_triton_served(model, version, window_)}) / 1000"
+
+
+def _triton_served(model: str, version: str, window_: str) -> str:
+    sel = selector(model, version)
+    failed = increase(TRITON_FAILURE, sel, window_)
+    return f"{increase(TRITON_SUCCESS, sel, window_)} + ({failed} or vector(0))"
+
+
+def _triton_unanswerable(gate: spec.Gate) -> None:
+    if gate.metric == "shadow_agreement":
+        raise Unanswerable(
+            "Triton does not compare a shadow's answers: shadow_agreement needs engine: mlops"
+        )
+    if gate.metric == "positive_rate":
+        raise Unanswerable("Triton does not take feedback: positive_rate needs engine: mlops")
 
 
 def window(seconds: float, scrape_interval: float) -> str:
@@ -57,9 +98,17 @@ def served(model: str, version: str, window_: str, traffic: str = "routed") -> s
 
 
 def request_count(
-    gate: spec.Gate, model: str, version: str, window_: str, traffic: str = "routed"
+    gate: spec.Gate,
+    model: str,
+    version: str,
+    window_: str,
+    traffic: str = "routed",
+    dialect: Dialect = "mlops",
 ) -> str:
     """What `min_requests` counts: shadow comparisons for shadow_agreement, else served requests."""
+    if dialect == "triton" and gate.query is None:
+        _triton_unanswerable(gate)
+        return _triton_served(model, version, window_)
     if gate.metric == "shadow_agreement":
         return increase("mlops_shadow_agreement_total", selector(model, version), window_)
     if gate.metric == "positive_rate":  # feedback outcomes reported for the version
@@ -68,10 +117,17 @@ def request_count(
 
 
 def gate_query(
-    gate: spec.Gate, model: str, version: str, window_: str, traffic: str = "routed"
+    gate: spec.Gate,
+    model: str,
+    version: str,
+    window_: str,
+    traffic: str = "routed",
+    dialect: Dialect = "mlops",
 ) -> str:
     if gate.query is not None:
         return gate.query  # the user's PromQL, as written
+    if dialect == "triton":
+        return _triton_query(gate, model, version, window_)
     if gate.metric == "error_rate":
         sel = selector(model, version, f'code=~"5..",{route(traffic)}')
         failed = increase("mlops_requests_total", sel, window_)
@@ -91,3 +147,16 @@ def gate_query(
         outcomes = increase("mlops_feedback_total", selector(model, version), window_)
         return f"({values}) / {outcomes}"
     raise ValueError(f"no PromQL template for gate metric {gate.metric!r}")
+
+
+def _triton_query(gate: spec.Gate, model: str, version: str, window_: str) -> str:
+    """A named gate over Triton's metrics (every request counts: Triton has no route label)."""
+    _triton_unanswerable(gate)
+    sel = selector(model, version)
+    if gate.metric == "error_rate":
+        failed = increase(TRITON_FAILURE, sel, window_)
+        return f"({failed} or vector(0)) / ({_triton_served(model, version, window_)})"
+    if gate.metric in _QUANTILES:
+        buckets = delta(f"{TRITON_LATENCY_HISTOGRAM}_bucket", sel, window_, by="le")
+        return f"histogram_quantile({_QUANTILES[gate.metric]}, {buckets})"
+    raise Unanswerable(f"no Triton metric answers gate metric {gate.metric!r}")
