@@ -80,6 +80,18 @@ from mlops import workspace as workspace_mod
     help="Load every version in the repository at start-up, or wait for load requests.",
 )  # fmt: skip
 @click.option(
+    "--sample-rate", type=click.FloatRange(0, 1), default=0.05, show_default=True,
+    help="Share of requests whose inputs are sampled for live drift (0: none).",
+)  # fmt: skip
+@click.option(
+    "--sample-rows", type=click.IntRange(1, 1 << 20), default=1024, show_default=True,
+    help="Sampled rows kept per version (in memory only).",
+)  # fmt: skip
+@click.option(
+    "--sample-max-bytes", type=click.IntRange(1, 1 << 30), default=8 << 20, show_default=True,
+    help="Memory bound of one version's samples.",
+)  # fmt: skip
+@click.option(
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
     show_default=True,
 )  # fmt: skip
@@ -100,6 +112,9 @@ def command(
     inference_threads: int,
     load_all: bool,
     log_level: str,
+    sample_rate: float,
+    sample_rows: int,
+    sample_max_bytes: int,
 ) -> None:
     """Run the mlops engine (V2 inference protocol) in the foreground until SIGTERM."""
     workspace = Path(cli.run_context(ctx).workspace or ".")
@@ -130,6 +145,9 @@ def command(
         inference_threads=inference_threads,
         load_all=load_all,
         log_level=log_level,
+        sample_rate=sample_rate,
+        sample_rows=sample_rows,
+        sample_max_bytes=sample_max_bytes,
     )
     code = serving.serve(config)
     if code:

@@ -32,6 +32,7 @@ class HookResult:
     seconds: float
     output: str  # stdout and stderr interleaved, the last OUTPUT_LIMIT characters
     error: str | None = None  # why it failed, in one line
+    attempts: int = 1  # a webhook's POSTs (retried); a command runs once
 
     @property
     def ok(self) -> bool:

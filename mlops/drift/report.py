@@ -25,6 +25,7 @@ class DriftRun:
     result: stats.DriftResult
     report: str | None = None
     hook_command: str | None = None  # declared in the spec
+    hook_webhook: str | None = None  # declared in the spec instead of a command
     hook: hook.HookResult | None = None  # set when it ran
 
     @property
@@ -76,8 +77,9 @@ def _hook_lines(run: DriftRun) -> list[str]:
         lines = [f"on_drift: `{h.command}` {status} ({h.seconds:.1f}s)"]
         lines.extend(f"  | {line}" for line in h.output.rstrip().splitlines()[-20:])
         return lines
-    if run.hook_command and run.result.has_drift:
-        return [f"on_drift: `{run.hook_command}` not run (pass --run-hook to run it)"]
+    declared = run.hook_command or (f"POST {run.hook_webhook}" if run.hook_webhook else None)
+    if declared and run.result.has_drift:
+        return [f"on_drift: `{declared}` not run (pass --run-hook to run it)"]
     return []
 
 
@@ -114,11 +116,12 @@ def to_json(run: DriftRun) -> dict[str, Any]:
 
 
 def _hook_json(run: DriftRun) -> dict[str, Any] | None:
-    if run.hook_command is None:
+    if run.hook_command is None and run.hook_webhook is None:
         return None
     h = run.hook
     return {
         "command": run.hook_command,
+        "webhook": run.hook_webhook,
         "ran": h is not None,
         "ok": None if h is None else h.ok,
         "exit_code": None if h is None else h.exit_code,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from prometheus_client import exposition
 
 from mlops import __version__
-from mlops.serving import schema
+from mlops.serving import sampling, schema
 from mlops.serving.errors import BadRequest, MethodNotAllowed, NotFound
 from mlops.serving.http import Receive, Scope, Send, json_body, read_body, respond, respond_json
 from mlops.serving.router import semver_key
@@ -69,6 +70,9 @@ async def handle(
         _require(method, "POST")
         body = json_body(await read_body(scope, receive, _ADMIN_BODY_LIMIT))
         await respond_json(send, 200, engine.feedback.record(body))
+    elif head == "samples":
+        engine.check_admin(scope)  # live inputs are the users' data: admin address only
+        await _samples(engine, scope, receive, send, parts[1:])
     else:
         raise NotFound(f"no endpoint {scope['path']}")
 
@@ -137,3 +141,32 @@ async def _repository(engine: Engine, send: Send, parts: list[str], body: Any) -
     else:
         unloaded = await engine.unload(name, version)
         await respond_json(send, 200, {"name": name, "versions": unloaded, "state": "UNLOADED"})
+
+
+async def _samples(
+    engine: Engine, scope: Scope, receive: Receive, send: Send, parts: list[str]
+) -> None:
+    """Live input samples (sampling.py): GET lists the reservoirs; GET NAME/VERSION reads
+    one; PUT NAME/VERSION gives a loaded version its training statistics."""
+    sampler, method = engine.sampler, scope["method"]
+    if not parts:
+        _require(method, "GET")
+        rows = [
+            {"name": n, "version": v, "rows": r.filled, "seen": r.seen, "problem": r.problem}
+            for (n, v), r in sorted(sampler.reservoirs.items())
+        ]
+        await respond_json(send, 200, {"rate": sampler.rate, "versions": rows})
+        return
+    if len(parts) != 2:
+        raise NotFound("no such samples endpoint (use /v2/samples/NAME/VERSION)")
+    name, version = parts
+    engine.repository.get(name, version)  # 404 unless loaded: bounds what is kept
+    if method == "GET":
+        doc = sampler.snapshot(name, version)
+        await respond(send, 200, orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY))
+    elif method == "PUT":
+        body = json_body(await read_body(scope, receive, sampling.BASELINE_BODY_LIMIT))
+        count = sampler.set_baseline(name, version, body)
+        await respond_json(send, 200, {"name": name, "version": version, "features": count})
+    else:
+        raise MethodNotAllowed("use GET or PUT")

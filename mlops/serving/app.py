@@ -30,6 +30,7 @@ from mlops.serving.feedback import FeedbackBook
 from mlops.serving.http import Receive, Scope, Send, respond_error
 from mlops.serving.repository import Repository
 from mlops.serving.router import Router
+from mlops.serving.sampling import Sampler
 from mlops.serving.stats import StatsBook
 
 log = logging.getLogger("mlops.serving")
@@ -65,9 +66,16 @@ class Engine:
         if self._desired is not None:
             self.router.adopt(self._desired.tables())
         self.feedback = FeedbackBook(self.stats)
+        # Live input samples per version, for drift (sampling.py); memory only.
+        self.sampler = Sampler(config.sample_rate, config.sample_rows, config.sample_max_bytes)
         self.tracer = tracing.make_tracer()
         self.registry = metrics.registry(
-            metrics.EngineCollector(self.stats, self._queue_depths, lambda: self.router.generation)
+            metrics.EngineCollector(
+                self.stats,
+                self._queue_depths,
+                lambda: self.router.generation,
+                drift=self.sampler.drift,
+            )
         )
         self._startup: asyncio.Task[None] | None = None
         # Admin endpoints answer only on connections accepted by the admin socket (its port,
@@ -177,6 +185,7 @@ class Engine:
         versions = [version] if version is not None else self.repository.versions_of(name)
         for v in versions:
             await self.repository.unload(name, v)
+            self.sampler.forget(name, v)
         self.router.forget(name)
         return versions
 

@@ -49,6 +49,11 @@ class ServeConfig:
     inference_threads: int = 0  # 0 = one per CPU core
     load_all: bool = True  # load every version found in the repository at start-up
     log_level: str = "warning"
+    # Live input sampling for drift (mlops/serving/sampling.py): the share of requests
+    # sampled, and per version the rows kept and their memory bound. Never written to disk.
+    sample_rate: float = 0.05
+    sample_rows: int = 1024
+    sample_max_bytes: int = 8 << 20
 
     @property
     def first_admin_port(self) -> int:

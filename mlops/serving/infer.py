@@ -115,6 +115,7 @@ async def handle(
     infer_h.observe(t4 - t3)
     post_h.observe(t5 - t4)
     engine.feedback.remember(request_id, stats)
+    engine.sampler.offer(mv.name, mv.version, feeds, rows)  # a countdown; rarely a copy
     if route is not None and route.shadow is not None:
         target = route.mirror(mv)
         if target is not None:

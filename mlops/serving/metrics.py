@@ -12,6 +12,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from mlops.serving import sampling
 from mlops.serving.stats import LATENCY_BUCKETS, STAGES, Histogram, StatsBook
 
 _LE = [*(repr(b) for b in LATENCY_BUCKETS), "+Inf"]
@@ -23,10 +24,12 @@ class EngineCollector(Collector):
         book: StatsBook,
         queue_depths: Callable[[], dict[tuple[str, str], int]],
         generation: Callable[[], int],
+        drift: Callable[[], dict[sampling.Key, list[sampling.FeatureDrift]]] | None = None,
     ) -> None:
         self._book = book
         self._queue_depths = queue_depths
         self._generation = generation
+        self._drift = drift
 
     def collect(self) -> Iterator[Metric]:
         mv = ["model", "version"]
@@ -101,6 +104,8 @@ class EngineCollector(Collector):
         generation.add_metric([], self._generation())
         yield from (requests, duration, stages, shadow, agreement, feedback, feedback_value)
         yield from (batches, batched, depth, rate, generation)
+        if self._drift is not None:
+            yield from _drift_gauges(self._drift())
 
 
 def _histogram(family: HistogramMetricFamily, labels: list[str], hist: Histogram) -> None:
@@ -109,6 +114,28 @@ def _histogram(family: HistogramMetricFamily, labels: list[str], hist: Histogram
         cumulative += count
         buckets.append((le, cumulative))
     family.add_metric(labels, buckets, hist.sum)
+
+
+def _drift_gauges(
+    drift: dict[sampling.Key, list[sampling.FeatureDrift]],
+) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    labels = ["model", "version", "feature"]
+    sigma = GaugeMetricFamily(
+        "mlops_feature_drift_sigma",
+        "Mean shift of sampled live inputs, in training standard deviations.",
+        labels=labels,
+    )
+    psi = GaugeMetricFamily(
+        "mlops_feature_drift_psi",
+        "Population stability index of sampled live inputs over the training bins.",
+        labels=labels,
+    )
+    for (model, version), features in sorted(drift.items()):
+        for f in features:
+            sigma.add_metric([model, version, f.name], f.sigma)
+            if f.psi is not None:
+                psi.add_metric([model, version, f.name], f.psi)
+    return sigma, psi
 
 
 def registry(collector: EngineCollector) -> CollectorRegistry:

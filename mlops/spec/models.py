@@ -395,7 +395,17 @@ class Rollout(Frozen):
 
 
 class OnDrift(Frozen):
-    command: str = Field(min_length=1)
+    """What runs once per drift episode: a command, or a POST of the drift as JSON to a
+    webhook URL (docs/monitoring.md)."""
+
+    command: str | None = Field(default=None, min_length=1, max_length=4096)
+    webhook: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+[^\s]{0,2000}$")
+
+    @model_validator(mode="after")
+    def _one(self) -> OnDrift:
+        if (self.command is None) == (self.webhook is None):
+            raise ValueError("on_drift needs exactly one of 'command' or 'webhook'")
+        return self
 
 
 class Drift(Frozen):

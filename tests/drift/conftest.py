@@ -37,7 +37,8 @@ sys.exit(int(os.environ.get("HOOK_EXIT", "0")))
 """
 
 
-def spec_text(command: str) -> str:
+def spec_text(command: str | None = None, webhook: str | None = None) -> str:
+    hook = f"{{command: {command!r}}}" if command is not None else f"{{webhook: {webhook!r}}}"
     return f"""\
 apiVersion: mlops/v1
 kind: ModelDeployment
@@ -56,7 +57,7 @@ spec:
   monitoring:
     drift:
       threshold_sigma: 2
-      on_drift: {{command: {command!r}}}
+      on_drift: {hook}
 """
 
 
@@ -72,19 +73,24 @@ def _onnx_model() -> bytes:
     return support.logistic_onnx(x, (x[:, 0] + x[:, 1] > 0).astype(np.int64))[1]
 
 
-@pytest.fixture(scope="session")
-def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The workspace root: specs/, models/, data/val.npz, and NAME@VERSION registered as stable."""
-    root = tmp_path_factory.mktemp("drift") / "ws"
+def hook_command() -> str:
+    return f"{shlex.quote(sys.executable)} hook.py"
+
+
+def make_registered(
+    root: Path, config: str = "target: local\n", webhook: str | None = None
+) -> Path:
+    """specs/, models/, data/val.npz, and NAME@VERSION registered as stable; the spec's
+    on_drift is hook.py, or `webhook`."""
     for sub in ("specs", "models", "data"):
         (root / sub).mkdir(parents=True)
-    (root / "mlops.yaml").write_text("target: local\n")
+    (root / "mlops.yaml").write_text(config)
     (root / "models" / f"{NAME}.onnx").write_bytes(_onnx_model())
     x = live(0)
     np.savez(root / "data" / "val.npz", input=x, labels=(x[:, 0] > 0).astype(np.int64))
     (root / "hook.py").write_text(HOOK_SCRIPT)
-    command = f"{shlex.quote(sys.executable)} hook.py"
-    (root / "specs" / f"{NAME}.yaml").write_text(spec_text(command))
+    text = spec_text(webhook=webhook) if webhook else spec_text(hook_command())
+    (root / "specs" / f"{NAME}.yaml").write_text(text)
     ws = ws_module.open_workspace(root)
     (item,) = load.load_specs([root / "specs"], root)
     assert item.artifact_path is not None  # a file in the workspace, not a models:/ URI
@@ -92,6 +98,12 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     registry.register(item.deployment, item.artifact_path, item.validation_path)
     registry.set_alias(NAME, "stable", VERSION)
     return root
+
+
+@pytest.fixture(scope="session")
+def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The workspace root: specs/, models/, data/val.npz, and NAME@VERSION registered as stable."""
+    return make_registered(tmp_path_factory.mktemp("drift") / "ws")
 
 
 @pytest.fixture

@@ -119,6 +119,17 @@ class AdminClient:
         answer = self._call("PUT", f"/v2/routing/{name}", json=body)
         return int(answer["generation"])
 
+    def samples(self, name: str, version: str) -> dict[str, Any]:
+        """The worker's reservoir of live inputs of one version (docs/monitoring.md)."""
+        doc = self._call("GET", f"/v2/samples/{name}/{version}")
+        if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), dict):
+            raise EngineRejected(f"{self.url}: samples of {name}@{version} have no inputs", 502)
+        return doc
+
+    def set_baseline(self, name: str, version: str, features: list[dict[str, Any]]) -> None:
+        """Give a loaded version its training statistics (the engine's drift gauges)."""
+        self._call("PUT", f"/v2/samples/{name}/{version}", json={"features": features})
+
     def metrics_text(self) -> str:
         try:
             response = self._http.get("/metrics")

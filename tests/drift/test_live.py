@@ -1,0 +1,69 @@
+"""`mlops drift --live` and the engine's drift gauges, on a real engine fed a live stream."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.drift import conftest, live
+from tests.support import Runner
+
+pytestmark = pytest.mark.slow
+
+
+def test_three_sigma_shift_raises_the_gauge_and_the_live_report(
+    tmp_path: Path, run: Runner
+) -> None:
+    root = live.workspace(tmp_path / "ws")
+    with live.serving(root) as rt:
+        live.stream(rt, {0: 3.0}, seed=5)
+        assert live.sampled_rows(rt) >= 100
+        assert live.gauges(rt) == []  # no baseline yet: nothing to compare with
+        result = run("-C", str(root), "drift", conftest.NAME, "--live", "--format", "json")
+        assert result.code == 2, result.err
+        doc = json.loads(result.out)
+        assert doc["drifted"] == ["input[0]"]
+        assert doc["data"].startswith("live samples (")
+        assert doc["rows"] >= 100
+        shift = {f["name"]: f["mean_shift"] for f in doc["features"]}
+        assert 2.5 < shift["input[0]"] < 3.5
+        # The controller gave every worker the baseline: each (with samples) exports gauges.
+        assert len(live.gauges(rt)) == 2
+        for worker in live.gauges(rt):
+            assert worker[("sigma", "input[0]")] > 2.0
+            assert worker[("psi", "input[0]")] > 1.0
+            others = [v for (m, f), v in worker.items() if m == "sigma" and f != "input[0]"]
+            assert len(others) == conftest.FEATURES - 1
+            assert all(abs(v) < 1.0 for v in others)
+        report = run("-C", str(root), "drift", conftest.NAME, "--live", "--report", "live.html")
+        assert report.code == 2
+        assert "live samples" in (root / "live.html").read_text()
+
+
+def test_one_sigma_shift_is_not_drift(tmp_path: Path, run: Runner) -> None:
+    root = live.workspace(tmp_path / "ws")
+    with live.serving(root) as rt:
+        live.stream(rt, {0: 1.0}, seed=6)
+        result = run("-C", str(root), "drift", conftest.NAME, "--live", "--format", "json")
+        assert result.code == 0, result.err
+        doc = json.loads(result.out)
+        assert doc["drifted"] == []
+        shift = {f["name"]: f["mean_shift"] for f in doc["features"]}
+        assert 0.5 < shift["input[0]"] < 1.5
+        for worker in live.gauges(rt):
+            assert 0.0 < worker[("sigma", "input[0]")] < 2.0
+
+
+def test_live_needs_enough_samples_and_one_source(tmp_path: Path, run: Runner) -> None:
+    root = live.workspace(tmp_path / "ws")
+    both = run("-C", str(root), "drift", conftest.NAME, "--live", "--data", "x.npz")
+    assert both.code == 1 and "exactly one of --data FILE or --live" in both.err
+    down = run("-C", str(root), "drift", conftest.NAME, "--live")
+    assert down.code == 1 and "the engine is not running" in down.err
+    with live.serving(root, replicas=1) as rt:
+        live.stream(rt, {}, seed=7, requests=10)
+        few = run("-C", str(root), "drift", conftest.NAME, "--live")
+        assert few.code == 1
+        assert "needed for a verdict" in few.err
