@@ -93,3 +93,11 @@ test-fast: venv
 
 clean:
 	rm -rf models data .mlops .pytest_cache .mypy_cache .ruff_cache
+
+# The parsers of untrusted input under fuzzing (tests/fuzz, hypothesis), with 10x the
+# examples CI runs, the batching property included; per-target counts and failures are
+# printed at the end. The last run's figures: bench/RESULTS-fuzz.md.
+.PHONY: fuzz
+fuzz: venv
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -p no:cacheprovider tests/fuzz \
+	  --hypothesis-show-statistics --durations=0 $(PYTEST_ARGS)

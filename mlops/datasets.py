@@ -76,7 +76,11 @@ def _load(
     except errors.MlopsError:
         raise
     except Exception as exc:  # numpy, zipfile, pandas and pyarrow each raise their own types
-        raise errors.ArtifactError(f"validation data {str(path)!r} is unreadable: {exc}") from None
+        # One line, bounded: pandas' tokenizer errors end in a line break (found by tests/fuzz).
+        reason = " ".join(str(exc).split())[:300]
+        raise errors.ArtifactError(
+            f"validation data {str(path)!r} is unreadable: {reason}"
+        ) from None
     if need_labels and labels is None:
         key = LABELS_NPZ if suffix == ".npz" else LABEL_COLUMN
         raise errors.ArtifactError(f"validation data {str(path)!r} has no {key!r}")

@@ -28,6 +28,8 @@ def loads(text: str, *, source: str = "plan") -> t.Plan:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise errors.UsageError(f"{source}: not a plan file (invalid JSON: {exc.msg})") from None
+    except RecursionError:  # found by tests/fuzz: "[" * 100000 went up as RecursionError
+        raise errors.UsageError(f"{source}: not a plan file (nested too deeply)") from None
     if not isinstance(data, dict) or "format_version" not in data:
         raise errors.UsageError(f"{source}: not a plan file (no format_version)")
     version, schema = data["format_version"], data.get("schema_version")
@@ -56,7 +58,10 @@ def _printable(text: str) -> str:
 
 def _short(value: object) -> str:
     """A value from the file, for a one-line message: bounded, no line breaks."""
-    text = json.dumps(value)
+    try:
+        text = json.dumps(value)
+    except RecursionError:
+        return "(nested too deeply)"
     return text if len(text) <= 40 else text[:39] + "…"
 
 

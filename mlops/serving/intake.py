@@ -277,7 +277,8 @@ def _reply(body: bytes, header_length: int | None) -> list[bytes | memoryview]:
     except BadRequest as exc:
         meta = orjson.dumps({"error": exc.message})
         return [_REPLY.pack(len(meta), 0), meta]
-    arrays = [np.ascontiguousarray(a) for a in request.inputs.values()]
+    # reshape: ascontiguousarray turns a 0-d (scalar) tensor into shape [1] (found by fuzzing)
+    arrays = [np.ascontiguousarray(a).reshape(a.shape) for a in request.inputs.values()]
     meta = orjson.dumps(
         {
             "id": request.id,

@@ -37,6 +37,8 @@ def field_path(path: tuple[str | int, ...]) -> str:
     """`("spec", "rollout", "steps", 2, "weight")` -> `spec.rollout.steps[2].weight`."""
     text = ""
     for part in path:
+        if isinstance(part, str) and not part.isprintable():
+            part = repr(part)  # a key holding a line break would split the one-line problem
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
     return text
 
