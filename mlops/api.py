@@ -310,8 +310,11 @@ def plan(
     paths: Sequence[str | Path] = (),
     *,
     allow_delete: bool = False,
+    accept_missing_accelerator: bool = False,
 ) -> Plan:
-    """Load specs, refresh live state (one batched read per provider), diff. Changes nothing."""
+    """Load specs, refresh live state (one batched read per provider), diff. Changes nothing.
+    `accept_missing_accelerator`: on the local target, a spec's accelerator this machine does
+    not have is a warning (the engine runs it on the CPU) instead of a plan error."""
     from datetime import UTC, datetime
 
     from mlops import gcpause
@@ -332,6 +335,7 @@ def plan(
         factory.registry(ws), _runtime(ws), names, last, images=images, image_versions=versions
     )
     desired = [_with_artifact_digest(item, live, ws.root) for item in desired]
+    desired = _with_served(desired, ws)
     with gcpause.paused():  # the diff allocates many small, long-lived objects (see gcpause)
         made = diff.diff(
             desired,
@@ -340,13 +344,55 @@ def plan(
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             spec_digest=load.spec_digest(loaded),
             allow_delete=allow_delete,
+            costs=ws.config.costs,
+            environment=ws.config.environment,
         )
+    missing = _missing_accelerators(ws, loaded)
     # Explicit workspace choices (e.g. serve.host off loopback) are reported with the plan.
     warnings = [*ws.warnings, *made.warnings]
+    if accept_missing_accelerator:
+        warnings += [f"{m} (accepted: --accept-missing-accelerator)" for m in missing]
     # A rollback that began and did not finish comes first: no plan may undo it.
     problems = [*made.errors, *journal.unfinished_rollbacks(ws.state_dir)]
     problems += _cluster_problems(ws, loaded, live)
+    if not accept_missing_accelerator:
+        problems += [f"{m}; plan with --accept-missing-accelerator to accept" for m in missing]
     return made.model_copy(update={"refreshed": names, "warnings": warnings, "errors": problems})
+
+
+def _with_served(desired: list[Desired], ws: Workspace) -> list[Desired]:
+    """Each spec with the serving config apply last applied for it (hardware, autoscaling)."""
+    import dataclasses
+
+    from mlops.apply import served
+
+    records = served.read(ws.state_dir)
+    return [
+        dataclasses.replace(item, served=records.get(item.deployment.name)) for item in desired
+    ]
+
+
+def _missing_accelerators(ws: Workspace, loaded: Sequence[LoadedSpec]) -> list[str]:
+    """On the local target: each spec asking for an accelerator this machine lacks. Asked
+    only when a spec names one (nvidia-smi and onnxruntime's providers)."""
+    from mlops.providers.engine import accelerators
+
+    if ws.config.target != "local":
+        return []
+    asking = [
+        (item.name, item.deployment.spec.serving.hardware)
+        for item in loaded
+        if item.deployment.spec.serving.hardware.accelerator != "none"
+    ]
+    if not asking:
+        return []
+    found = accelerators.detect()
+    return [
+        f"{name}: serving.hardware asks for {hardware.accelerator} but this machine has none "
+        f"usable ({found.how}): the local engine would run it on the CPU"
+        for name, hardware in asking
+        if not found.has(hardware.accelerator)
+    ]
 
 
 def _cluster_problems(ws: Workspace, loaded: Sequence[LoadedSpec], live: LiveState) -> list[str]:
@@ -552,7 +598,7 @@ def apply(
         from mlops.apply import signoff
 
         listeners = [*listeners, signoff.Recorder(ws.state_dir, approved)]
-    return session.apply_plan(
+    result = session.apply_plan(
         target,
         saved,
         source=source,
@@ -560,6 +606,12 @@ def apply(
         lock_timeout=lock_timeout,
         listeners=listeners,
     )
+    from mlops.apply import executor, served
+
+    # What was applied is what the next plan compares hardware and autoscaling with.
+    done = {m: o is executor.Outcome.APPLIED for m, o in result.models.items()}
+    served.record(ws.ensure_state_dir(), saved, done)
+    return result
 
 
 def promote(

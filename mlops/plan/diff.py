@@ -12,8 +12,10 @@ from collections.abc import Iterable
 
 from mlops.core import Address
 from mlops.plan import checks, integrity, order, outside, result, rollout, stable_image, steady
+from mlops.plan import capacity as capacity_
 from mlops.plan import engine as engine_
 from mlops.plan import types as t
+from mlops.spec import models as spec
 from mlops.state import models as state
 
 Desired = result.Desired
@@ -28,6 +30,8 @@ def diff(
     created_at: str,
     spec_digest: str,
     allow_delete: bool = False,
+    costs: spec.WorkspaceCosts | None = None,
+    environment: str | None = None,
 ) -> t.Plan:
     items = sorted(desired, key=lambda item: item.deployment.name)
     result = ModelResult()
@@ -93,6 +97,10 @@ def diff(
         errors=result.errors,
         warnings=result.warnings,
         models=models,
+        capacity=capacity_.compute(
+            items, live, actions, estimates, gone if allow_delete else (), costs
+        ),
+        environment=environment,
     )
 
 

@@ -19,6 +19,9 @@ class Desired:
     # sha256 of the artifact file, read by the caller when that semver is already registered
     # (None: not read, or a models:/ URI): released versions are immutable.
     artifact_sha256: str | None = None
+    # The serving config (hardware, replicas, autoscaling) apply last applied for the model
+    # (None: not recorded): what a change of hardware or autoscaling is planned against.
+    served: spec.Serving | None = None
 
 
 @dataclass

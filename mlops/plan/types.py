@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from mlops.core import Address
+from mlops.plan import resources
 from mlops.spec import models as spec
 
 # A version's engine settings are built below the planner (the kubernetes target renders the
@@ -494,6 +495,10 @@ class Plan(BaseModel):
     # The models whose live state the fingerprint covers: apply refreshes exactly these to
     # decide whether the plan is stale.
     refreshed: list[str] = Field(default_factory=list)
+    # Replicas x hardware before and after, the canary's peak, rollout hours and cost.
+    capacity: resources.Capacity = resources.Capacity()
+    # mlops.yaml `environment` (e.g. prod): policy rules may apply to named environments only.
+    environment: str | None = Field(default=None, max_length=63)
 
     @property
     def has_changes(self) -> bool:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from mlops.core import format_duration
 from mlops.plan import types as t
 from mlops.render import base, describe
+from mlops.render import capacity as capacity_view
 
 # GitHub colours `diff` blocks by the first character of each line.
 _DIFF_PREFIX = {"+": "+", "-": "-", "-/+": "!", "~": "!", "<=": " "}
@@ -61,6 +62,7 @@ class MarkdownView:
                     f"{change.to_version or '-'} | {rollout} | {holds} |"
                 )
             yield ""
+        yield from _capacity(plan)
         for warning in plan.warnings:
             yield "> [!WARNING]"
             yield f"> {_escape(warning)}"
@@ -113,6 +115,39 @@ class MarkdownView:
             yield f"On failure: {_escape(describe.rollback(widest))}; the version is rejected."
         yield ""
         yield "</details>"
+        yield ""
+
+
+def _capacity(plan: t.Plan) -> Iterator[str]:
+    names = capacity_view.shown(plan)
+    if not names:
+        return
+    total = plan.capacity
+    yield "| capacity | replicas | resources | canary peak | rollout |"
+    yield "|---|---|---|---|---|"
+    for name in names:
+        m = total.models[name]
+        replicas = str(m.replicas_after)
+        if m.replicas_before != m.replicas_after:
+            replicas = f"{m.replicas_before} -> {m.replicas_after}"
+        peak = (
+            capacity_view.resources(m.peak_extra) if m.peak_extra != type(m.peak_extra)() else "-"
+        )
+        rollout = capacity_view.usage(m.rollout) if m.rollout_seconds else "-"
+        yield (
+            f"| `{name}` | {replicas} | {capacity_view.change(m.before, m.after)} | "
+            f"{'+' + peak if peak != '-' else peak} | {rollout} |"
+        )
+    peak = capacity_view.resources(total.peak_extra)
+    rollout = capacity_view.usage(total.rollout)
+    yield (
+        f"| **total** | | {capacity_view.change(total.before, total.after)} | "
+        f"{'+' + peak if peak != 'nothing' else '-'} | {rollout} |"
+    )
+    yield ""
+    priced = capacity_view.cost(total)
+    if priced is not None:
+        yield f"Cost: {priced}"
         yield ""
 
 

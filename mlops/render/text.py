@@ -11,6 +11,7 @@ import click
 from mlops.core import format_duration
 from mlops.plan import types as t
 from mlops.render import base, describe
+from mlops.render import capacity as capacity_view
 
 _COLORS = {"+": "green", "~": "yellow", "-": "red", "-/+": "magenta", "<=": "cyan"}
 _KIND_WIDTH = max(len(k.value) for k in t.ActionKind)
@@ -77,10 +78,32 @@ class TextView:
             by_model.setdefault(action.model, []).append(action)
         for name, actions in by_model.items():
             yield from self._model(plan, name, actions)
+        yield from self._capacity(plan)
         s = plan.summary
         yield self._style(
             f"Plan: {s.add} to add, {s.change} to change, {s.destroy} to destroy.", bold=True
         )
+
+    def _capacity(self, plan: t.Plan) -> Iterator[str]:
+        names = capacity_view.shown(plan)
+        if not names:
+            return
+        total = plan.capacity
+        yield self._style("Capacity", bold=True) + " (replicas x serving.hardware):"
+        width = max(len(n) for n in names)
+        for name in names:
+            yield f"  {name:<{width}}  {capacity_view.model_line(total.models[name])}"
+        yield f"  total: {capacity_view.change(total.before, total.after)}" + (
+            f"; canary peak +{capacity_view.resources(total.peak_extra)}"
+            if total.peak_extra.cpu or total.peak_extra.accelerators
+            else ""
+        )
+        if total.rollout.cpu_hours or total.rollout.accelerator_hours:
+            yield f"  rollout: {capacity_view.usage(total.rollout)}"
+        priced = capacity_view.cost(total)
+        if priced is not None:
+            yield f"  cost: {priced}"
+        yield ""
 
     def _outside(self, changes: list[t.OutsideChange]) -> Iterator[str]:
         yield self._style("Objects have changed outside of mlops", bold=True)

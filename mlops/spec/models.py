@@ -526,6 +526,34 @@ class WorkspaceKubernetes(Frozen):
         return value
 
 
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+Price = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+
+
+class WorkspaceCosts(Frozen):
+    """`costs:` of mlops.yaml: prices per hour that plans show capacity in (docs/pr-workflow.md)."""
+
+    currency: str = "USD"
+    cpu_hour: Price = 0.0  # one core for one hour
+    memory_gib_hour: Price = 0.0  # one GiB for one hour
+    accelerator_hour: dict[str, Price] = Field(default_factory=dict, max_length=64)  # by name
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if not _CURRENCY.match(value):
+            raise ValueError("currency is a three-letter code such as USD or EUR")
+        return value
+
+    @field_validator("accelerator_hour")
+    @classmethod
+    def _accelerators(cls, value: dict[str, float]) -> dict[str, float]:
+        for name in value:
+            if name == "none" or not _ACCELERATOR.match(name) or len(name) > 63:
+                raise ValueError(f"{name!r} is not an accelerator name such as nvidia-t4")
+        return value
+
+
 class WorkspaceConfig(Frozen):
     """`mlops.yaml`: every key optional."""
 
@@ -535,6 +563,8 @@ class WorkspaceConfig(Frozen):
     serve: WorkspaceServe = WorkspaceServe()
     kubernetes: WorkspaceKubernetes = WorkspaceKubernetes()
     images: WorkspaceImages | None = None  # null: no images are built
+    costs: WorkspaceCosts | None = None  # null: plans show capacity without prices
+    environment: DnsName | None = None  # e.g. prod: policy rules may name environments
 
     @model_validator(mode="after")
     def _container_needs_images(self) -> WorkspaceConfig:
