@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rollback": ("mlops.commands.rollback", "Roll a rollout back now."),
     "unlock": ("mlops.commands.unlock", "Release a stale workspace lock."),
     "drift": ("mlops.commands.drift", "Feature drift of data against the training baseline."),
+    "watch": ("mlops.commands.watch", "Watch live drift and outside changes; run on_drift."),
     "policy": ("mlops.commands.policy", "SRE policy rules over plans."),
     "registry": ("mlops.commands.registry", "Registry contents with metadata."),
     "serve": ("mlops.commands.serve", "Run the mlops engine in the foreground."),

@@ -79,7 +79,9 @@ def post(
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(_Retry),
         stop=tenacity.stop_after_attempt(attempts),
-        wait=tenacity.wait_exponential_jitter(initial=first_wait, max=max_wait),
+        wait=tenacity.wait_exponential_jitter(
+            multiplier=first_wait, max=max_wait, jitter=first_wait
+        ),
         sleep=sleep,
         reraise=True,
     )
