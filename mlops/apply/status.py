@@ -7,6 +7,8 @@ docs/status.md and versioned by `format_version`.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from mlops import errors
@@ -52,6 +54,40 @@ def collect(target: target_.Target, name: str | None = None) -> dict[str, Any]:
             )
             for model in every
         },
+        "engine_scaling": _engine_scaling(ws.state_dir / "engine") if reachable else None,
+    }
+
+
+SCALE_EVENTS = 10  # the newest worker-count changes shown (mlops/serving/autoscale.py)
+
+
+def _engine_scaling(state_dir: Path) -> dict[str, Any] | None:
+    """The local engine's worker count, its autoscaling policy and why the count changed,
+    from the files its supervisor keeps (None on other targets)."""
+
+    def read(name: str, limit: int) -> str:
+        try:
+            with (state_dir / name).open("rb") as handle:
+                return handle.read(limit).decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def parse(text: str) -> Any:
+        try:
+            return json.loads(text)
+        except ValueError:
+            return None
+
+    count = parse(read("replicas.json", 4096))
+    if not isinstance(count, dict):
+        return None
+    policy = parse(read("autoscale.json", 64 << 10))
+    lines = read("scale-events.jsonl", 256 << 10).splitlines()[-SCALE_EVENTS:]
+    events = [e for e in map(parse, lines) if isinstance(e, dict)]
+    return {
+        "replicas": count.get("replicas"),
+        "autoscaling": policy if isinstance(policy, dict) else None,
+        "events": events,
     }
 
 
@@ -155,6 +191,15 @@ def render_text(document: dict[str, Any]) -> str:
         lines.append(f"lock {held['id']}: {held['operation']} by {held['holder']}{alive}")
     if not document["runtime_reachable"]:
         lines.append("engine: not running (apply starts it)")
+    scaling = document.get("engine_scaling")
+    if scaling:
+        policy = (scaling.get("autoscaling") or {}).get("text") or "off"
+        lines.append(f"engine: {scaling.get('replicas')} workers; autoscaling: {policy}")
+        for event in scaling.get("events", [])[-3:]:
+            lines.append(
+                f"  {event.get('at')} workers {event.get('from')} -> {event.get('to')} "
+                f"({event.get('by')}): {event.get('reason')}"
+            )
     if not document["models"]:
         lines.append("no models")
     for name, model in document["models"].items():

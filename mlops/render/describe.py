@@ -49,7 +49,8 @@ def action(action: t.Action) -> str:
         case t.ConformancePayload():
             return _conformance(after)
         case t.LoadPayload():
-            return f"{_batching(after.settings.batching)}, replicas {after.replicas}, no traffic"
+            text = f"{_batching(after.settings.batching)}, replicas {after.replicas}"
+            return text + _autoscaling(after.settings) + ", no traffic"
         case t.TrafficPayload():
             text = weights(after.weights)
             if after.shadow:
@@ -97,6 +98,19 @@ def _conformance(after: t.ConformancePayload) -> str:
         text += f"{after.baseline:g} - {after.tolerance:g})"
     limit = after.p99_ms * (1 + after.max_increase)
     return text + f", p99 <= {limit:.3g}ms ({after.p99_ms:g}ms +{after.max_increase:.0%})"
+
+
+def _autoscaling(settings: t.EngineSettings) -> str:
+    """`, autoscaling 1..3 on queue_depth 4 per worker (cool-down 15s up, 2m down)`"""
+    scaling = settings.autoscaling
+    if scaling is None:
+        return ""
+    up = format_duration(scaling.scale_up_cooldown)
+    down = format_duration(scaling.scale_down_cooldown)
+    return (
+        f", autoscaling {scaling.min}..{scaling.max} on {scaling.metric} {scaling.target:g} "
+        f"per worker (cool-down {up} up, {down} down)"
+    )
 
 
 def _batching(batching: spec.Batching) -> str:

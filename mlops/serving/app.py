@@ -27,7 +27,7 @@ from mlops.serving.errors import (
     ServingError,
 )
 from mlops.serving.feedback import FeedbackBook
-from mlops.serving.http import Receive, Scope, Send, respond_error
+from mlops.serving.http import Receive, Scope, Send, respond_error, respond_json
 from mlops.serving.repository import Repository
 from mlops.serving.router import Router
 from mlops.serving.sampling import Sampler
@@ -37,6 +37,7 @@ log = logging.getLogger("mlops.serving")
 
 _INFER_PREFIX = "/v2/models/"
 _INFER_SUFFIX = "/infer"
+LOAD_PATH = "/v2/engine/load"  # admin only: in-flight and queued requests of this worker
 
 
 class Engine:
@@ -66,6 +67,8 @@ class Engine:
         if self._desired is not None:
             self.router.adopt(self._desired.tables())
         self.feedback = FeedbackBook(self.stats)
+        # Inference requests received and not answered yet: the supervisor's autoscaling load.
+        self.inflight = 0
         # Live input samples per version, for drift (sampling.py); memory only.
         self.sampler = Sampler(config.sample_rate, config.sample_rows, config.sample_max_bytes)
         self.tracer = tracing.make_tracer()
@@ -227,7 +230,15 @@ class Engine:
                     raise NotFound(f"no endpoint {path}")
                 if scope["method"] != "POST":
                     raise MethodNotAllowed("use POST")
-                await infer.handle(self, scope, receive, send, name, version)
+                self.inflight += 1
+                try:
+                    await infer.handle(self, scope, receive, send, name, version)
+                finally:
+                    self.inflight -= 1
+            elif path == LOAD_PATH:  # the supervisor's autoscaler (autoscale.py)
+                self.check_admin(scope)
+                queued = sum(self._queue_depths().values())
+                await respond_json(send, 200, {"inflight": self.inflight, "queued": queued})
             elif path == "/metrics":
                 await admin.metrics(self, send)
             elif path == "/v2" or path.startswith("/v2/"):

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from mlops.serving import dtypes, schema
 from mlops.serving.errors import BadRequest
+from mlops.spec import engine as engine_settings
 from mlops.spec import models as spec
 
 MAX_TENSORS = 64  # inputs, and outputs, per signature
@@ -130,6 +131,8 @@ class SettingsDocument(_Strict):
     classification: bool | None = Field(default=None, strict=True)
     # The model file's expected sha256 (the controller writes it): a mismatch fails the load.
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    # Read by the supervisor from the staged settings.json (mlops/serving/autoscale.py).
+    autoscaling: engine_settings.EngineAutoscaling | None = None
 
     @field_validator("batching", "warmup", mode="before")
     @classmethod

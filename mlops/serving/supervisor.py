@@ -6,7 +6,9 @@ own, and gives up (exit 1) if workers keep dying right after starting.
 The worker count changes live, with no restart and no lost request: write
 `{"replicas": N}` to `STATE_DIR/replicas.json` and send SIGHUP. New workers (the next
 indices) join the port once they serve every version the others serve (`worker --join`);
-surplus workers (the highest indices) get SIGUSR1 and drain before they exit.
+surplus workers (the highest indices) get SIGUSR1 and drain before they exit. The same live
+scaling follows the load when the loaded versions ask for autoscaling (autoscale.py); the count
+running is kept in `replicas.json` and every change, with its reason, in scale-events.jsonl.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from mlops.serving import worker
-from mlops.serving.config import ServeConfig
+from mlops.serving import autoscale, worker
+from mlops.serving.config import ServeConfig, read_admin_token
 
 log = logging.getLogger("mlops.serving")
 
@@ -139,6 +141,10 @@ def run(config: ServeConfig) -> int:
     def on_hangup(signum: int, frame: FrameType | None) -> None:
         pool.rescale = True
 
+    token = None if config.admin_token_file is None else read_admin_token(config.admin_token_file)
+    scaler = autoscale.Controller(config.state_dir, config.repository, token)
+    scaler.scaled(time.monotonic(), config.replicas, config.replicas, "start", "")
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_hangup)
@@ -151,9 +157,18 @@ def run(config: ServeConfig) -> int:
             pool.rescale = False
             wanted = read_replicas(replicas_path(config))
             if wanted is not None:
+                before = len(pool.workers)
                 pool.scale(wanted)
+                scaler.scaled(time.monotonic(), before, wanted, "request", "replicas.json")
         if not pool.stopping and not pool.check():
             healthy = False
             on_signal(signal.SIGTERM, None)
+        if not pool.stopping and not pool.rescale:
+            pids = {index: proc.pid for index, proc in pool.workers.items()}
+            change = scaler.tick(time.monotonic(), pids)
+            if change is not None:
+                before = len(pool.workers)
+                pool.scale(change.count)
+                scaler.scaled(time.monotonic(), before, change.count, "autoscale", change.reason)
     clean = pool.wait_all(STOP_TIMEOUT_S)
     return 0 if clean and healthy else 1

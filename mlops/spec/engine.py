@@ -7,7 +7,7 @@ into its manifests for `mlops manifests` (what is reviewed is what is applied).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -43,12 +43,27 @@ class Warmup(_Frozen):
     requests: int = Field(default=2, ge=0, le=1000, description="requests run before ready")
 
 
+class EngineAutoscaling(_Frozen):
+    """How the local engine's supervisor scales its workers for this model (docs/monitoring-
+    gates.md): `target` requests waiting or running per worker, within `min`..`max`."""
+
+    metric: Literal["queue_depth", "gpu_utilization"] = "queue_depth"
+    target: float = Field(gt=0, le=100_000, description="per worker")
+    min: int = Field(default=1, ge=1, le=64, description="fewest workers")
+    max: int = Field(default=1, ge=1, le=64, description="most workers")
+    scale_up_cooldown: float = Field(default=15.0, gt=0, le=86_400, description="seconds")
+    scale_down_cooldown: float = Field(default=120.0, gt=0, le=86_400, description="seconds")
+
+
 class EngineSettings(_Frozen):
     """A version's settings.json as the engine reads it (docs/engine.md)."""
 
     signature: spec.Signature
     batching: Batching = spec.Batching()
     warmup: Warmup = Warmup()
+    autoscaling: EngineAutoscaling | None = Field(
+        default=None, description="the spec's serving.autoscaling and replicas range"
+    )
     sha256: Sha256 | None = Field(
         default=None,
         description="the digest the engine must serve: set on the reload of a version that "
@@ -78,6 +93,21 @@ def settings(
         batching=deployment.spec.serving.batching,
         warmup=Warmup(requests=WARMUP_REQUESTS),
         sha256=sha256,
+        autoscaling=_autoscaling(deployment.spec.serving),
+    )
+
+
+def _autoscaling(serving: spec.Serving) -> EngineAutoscaling | None:
+    scaling = serving.autoscaling
+    if scaling is None:
+        return None
+    return EngineAutoscaling(
+        metric=scaling.metric,
+        target=min(scaling.target, 100_000),
+        min=min(serving.replicas.min, 64),
+        max=min(serving.replicas.max, 64),
+        scale_up_cooldown=scaling.scale_up_cooldown,
+        scale_down_cooldown=scaling.scale_down_cooldown,
     )
 
 

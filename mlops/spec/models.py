@@ -227,6 +227,17 @@ class Replicas(Frozen):
 class Autoscaling(Frozen):
     metric: Literal["queue_depth", "gpu_utilization"] = "queue_depth"
     target: float = Field(gt=0)
+    # Local target (docs/monitoring-gates.md): the wait after any change before adding a
+    # worker, and how long the load must stay low (and no change happen) before removing one.
+    scale_up_cooldown: Duration = 15.0
+    scale_down_cooldown: Duration = 120.0
+
+    @field_validator("scale_up_cooldown", "scale_down_cooldown")
+    @classmethod
+    def _cooldown(cls, value: float) -> float:
+        if not 0 < value <= 86_400:
+            raise ValueError("cool-downs are between 0s and 24h")
+        return value
 
 
 class Batching(Frozen):

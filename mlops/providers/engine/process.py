@@ -107,6 +107,18 @@ def read_worker(state_dir: Path, index: int, admin_host: str) -> WorkerState | N
     return WorkerState(index, pid, f"http://{admin_host}:{port}", doc.get("serving", True) is True)
 
 
+def _running_replicas(record: EngineRecord) -> int | None:
+    if not record.supervised or not record.state_dir:
+        return None
+    try:
+        with (Path(record.state_dir) / REPLICAS_FILE).open("rb") as handle:
+            count = json.loads(handle.read(MAX_STATE_BYTES)).get("replicas")
+    except (OSError, ValueError, AttributeError):
+        return None
+    valid = isinstance(count, int) and not isinstance(count, bool) and 1 <= count <= 64
+    return count if valid else None
+
+
 def _child_of(pid: int, parent: int) -> bool:
     """`pid` is the engine process itself (one unsupervised worker) or one of its workers."""
     import psutil
@@ -138,7 +150,11 @@ class EngineProcess:
             record = EngineRecord(**json.loads(self.record_file.read_text()))
         except (OSError, ValueError, TypeError):
             return None
-        return record if same_process(record.pid, record.create_time) else None
+        if not same_process(record.pid, record.create_time):
+            return None
+        # The supervisor keeps the count it runs in replicas.json (it autoscales, too).
+        running = _running_replicas(record)
+        return record if running is None else replace(record, replicas=running)
 
     def start(self, replicas: int) -> EngineRecord:
         """Start the engine detached and wait until every worker answers on its admin address."""
