@@ -13,7 +13,7 @@ import os
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from mlops.serving import encode, shadow
+from mlops.serving import encode, remote_shadow, shadow
 from mlops.serving.errors import NotFound, ServingError
 from mlops.serving.http import OCTET, Receive, Scope, Send, respond, respond_error
 
@@ -120,6 +120,8 @@ async def handle(
         target = route.mirror(mv)
         if target is not None:
             shadow.mirror(target, feeds, rows, outputs, (t3 - t0) + (t5 - t4))
+    elif route is not None and (remote := remote_shadow.shadows()) is not None:
+        remote.offer(engine.stats, mv, feeds, outputs, (t3 - t0) + (t5 - t4))  # on a cluster
     if engine.tracer is not None:
         engine.tracer.record(name, mv.version, request_id, 200, [t0, t1, t2, t3, t4, t5])
 

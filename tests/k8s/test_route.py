@@ -7,6 +7,7 @@ validate against it. The structural checks below encode the CRD's limits either 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 
 from mlops import errors
 from mlops.providers.kubernetes import route as r
+from mlops.serving import remote_shadow
 from mlops.state import models as state
 from tests.k8s import conftest as c
 
@@ -155,7 +157,7 @@ def test_weights_become_backend_refs_in_semver_order() -> None:
 
 
 def test_mirror_percent_only_below_100() -> None:
-    partial = build(*CASES["shadow-partial"])["spec"]["rules"][-1]["filters"]
+    partial = build(*CASES["shadow-partial"], engine="triton")["spec"]["rules"][-1]["filters"]
     assert partial == [
         {
             "type": "RequestMirror",
@@ -165,7 +167,8 @@ def test_mirror_percent_only_below_100() -> None:
             },
         }
     ]
-    full = build(*CASES["shadow-full"])["spec"]["rules"][-1]["filters"][0]["requestMirror"]
+    full = build(*CASES["shadow-full"], engine="triton")["spec"]["rules"][-1]["filters"][0]
+    full = full["requestMirror"]
     assert "percent" not in full  # works with Gateway API releases before percent existed
 
 
@@ -182,12 +185,41 @@ def test_pinned_version_rules_rewrite_to_triton_integers() -> None:
     assert "filters" not in engine  # the mlops engine knows versions by semver
 
 
-def test_read_route_round_trips_weights_and_shadow() -> None:
+@pytest.mark.parametrize("engine", ["mlops", "triton"])
+def test_read_route_round_trips_weights_and_shadow(engine: str) -> None:
     services = {"fraud-scorer-v2-3-1": "2.3.1", "fraud-scorer-v2-4-0": "2.4.0"}
     for weights, shadow in CASES.values():
-        live = build(weights, shadow)
+        live = build(weights, shadow, engine=engine)
         live["metadata"]["generation"] = 4
         assert r.read_route(live, services) == (weights, shadow, 4)
+
+
+def test_mlops_engine_shadow_is_mirrored_by_the_primary_not_the_gateway() -> None:
+    shadow = state.ShadowRoute(version="2.4.0", percent=25)
+    route = build({"2.3.1": 100}, shadow)
+    assert all("filters" not in rule or rule["filters"][0]["type"] != "RequestMirror"
+               for rule in route["spec"]["rules"])  # fmt: skip
+    assert json.loads(route["metadata"]["annotations"][r.SHADOW_ANNOTATION]) == {
+        "version": "2.4.0",
+        "percent": 25,
+    }
+    config = r.shadow_config("fraud-scorer", shadow, c.options())
+    c.assert_core_valid(config)
+    assert config["metadata"]["name"] == "fraud-scorer-shadow"
+    doc = json.loads(config["data"]["shadow.json"])
+    # What the engine reads (mlops.serving.remote_shadow): the shadow's Service, by version.
+    assert remote_shadow.parse(config["data"]["shadow.json"]) == {
+        "fraud-scorer": remote_shadow.Target(
+            "2.4.0", "http://fraud-scorer-v2-4-0.models.svc:8000", 25.0
+        )
+    }
+    assert doc["shadows"]["fraud-scorer"]["percent"] == 25
+    cleared = r.shadow_config("fraud-scorer", None, c.options())["data"]["shadow.json"]
+    assert remote_shadow.parse(cleared) == {}
+    with pytest.raises(errors.PermanentError, match="annotation"):
+        broken = build({"2.3.1": 100}, shadow)
+        broken["metadata"]["annotations"][r.SHADOW_ANNOTATION] = "{"
+        r.read_route(broken, {})
 
 
 def test_routing_to_a_version_without_deployment_is_refused() -> None:

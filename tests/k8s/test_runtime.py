@@ -3,6 +3,7 @@ cluster receives are the objects `render_manifests` prints, and they pass the sc
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,8 +68,10 @@ def test_runtime_sends_exactly_the_rendered_objects(
         "Deployment",
         "Service",
         "HorizontalPodAutoscaler",
+        "ConfigMap",  # the model's remote-shadow file, before the route (empty: no shadow)
         "HTTPRoute",
     ]
+    assert json.loads(sent[4]["data"]["shadow.json"]) == {"shadows": {}}
     assert sent[:4] == rendered[:4]
     for obj in sent[:4]:
         c.assert_core_valid(obj)

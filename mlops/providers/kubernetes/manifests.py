@@ -118,6 +118,15 @@ class VersionInput:
         return spec.Batching.model_validate(self.settings.get("batching") or {})
 
 
+SHADOW_FILE = "shadow.json"
+SHADOW_DIR = "/etc/mlops/shadow"
+
+
+def shadow_config_name(model: str) -> str:
+    """The model's remote-shadow ConfigMap (route.shadow_config), mounted by its engine pods."""
+    return f"{model}-shadow"
+
+
 def workload_name(model: str, semver: str) -> str:
     """Deployment/Service name: a DNS-1035 label such as `fraud-scorer-v2-3-1`."""
     slug = re.sub(r"[^a-z0-9]+", "-", semver.lower()).strip("-")
@@ -276,7 +285,11 @@ def _server_container(version: VersionInput, options: Options) -> Obj:
                     "readOnly": True,
                 },
                 {"name": "tmp", "mountPath": "/tmp"},
+                {"name": "shadow", "mountPath": SHADOW_DIR, "readOnly": True},
             ],
+            # The primary mirrors to the model's shadow and compares (remote_shadow); the
+            # kubelet updates this directory when the ConfigMap changes: no restart.
+            "env": [{"name": "MLOPS_SHADOW_FILE", "value": f"{SHADOW_DIR}/{SHADOW_FILE}"}],
             "securityContext": {
                 **_SECURITY,
                 "runAsNonRoot": True,
@@ -326,7 +339,14 @@ def _deployment(version: VersionInput, options: Options) -> Obj:
     else:
         pod = {
             "containers": [_server_container(version, options)],
-            "volumes": [config_volume, {"name": "tmp", "emptyDir": {}}],
+            "volumes": [
+                config_volume,
+                {"name": "tmp", "emptyDir": {}},
+                {
+                    "name": "shadow",
+                    "configMap": {"name": shadow_config_name(version.name), "optional": True},
+                },
+            ],
         }
     pod["automountServiceAccountToken"] = False  # the model server never calls the API
     if hardware.accelerator != "none":

@@ -4,12 +4,17 @@ Rules, most specific first (Gateway API picks the longest matching path prefix):
 - per loaded version, `/v2/models/NAME/versions/SEMVER` goes to that version's Service only,
   rewritten to Triton's integer version, so a pinned request (conformance) reaches it with no
   weight;
-- `/v2/models/NAME` splits by `backendRefs[].weight` and, for a shadow rollout, copies
-  requests with a `RequestMirror` filter (`percent` is Gateway API v1.3+; omitted at 100).
+- `/v2/models/NAME` splits by `backendRefs[].weight`. A shadow rollout on the mlops engine
+  is mirrored by the primary engine itself, which compares the answers (remote shadow,
+  `mlops.serving.remote_shadow`): the shadow goes into the model's `NAME-shadow` ConfigMap,
+  which every version's pods mount, and into the route's `mlops.dev/shadow` annotation, which
+  is read back. Triton cannot compare, so there a `RequestMirror` filter only sends copies
+  (`percent` is Gateway API v1.3+; omitted at 100).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +25,26 @@ from mlops.providers.kubernetes import manifests as m
 from mlops.state import models as state
 
 MAX_RULES = 16  # HTTPRoute spec.rules maxItems
+SHADOW_ANNOTATION = f"{m.ANNOTATION}shadow"
+
+
+def shadow_config(model: str, shadow: state.ShadowRoute | None, options: m.Options) -> m.Obj:
+    """The ConfigMap the model's mlops engine pods mirror from (empty: no shadow)."""
+    shadows: dict[str, Any] = {}
+    if shadow is not None and shadow.percent > 0:
+        service = m.workload_name(model, shadow.version)
+        url = f"http://{service}.{options.namespace}.svc:{m.HTTP_PORT}"
+        shadows[model] = {"version": shadow.version, "url": url, "percent": shadow.percent}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": m.shadow_config_name(model),
+            "namespace": options.namespace,
+            "labels": m.labels(model, m.TRAFFIC),
+        },
+        "data": {m.SHADOW_FILE: json.dumps({"shadows": shadows}, sort_keys=True)},
+    }
 
 
 def route_name(model: str) -> str:
@@ -66,7 +91,7 @@ def build_route(
             "matches": [{"path": {"type": "PathPrefix", "value": model_prefix(model)}}],
             "backendRefs": [_ref(model, v, weights[v]) for v in sorted(weights, key=_key)],
         }
-        if shadow is not None and shadow.percent > 0:
+        if shadow is not None and shadow.percent > 0 and options.engine == "triton":
             mirror: m.Obj = {"backendRef": _ref(model, shadow.version)}
             if shadow.percent < 100:
                 mirror["percent"] = shadow.percent
@@ -80,14 +105,19 @@ def build_route(
         spec = {"parentRefs": [parent], **spec}
     if options.hostnames:
         spec = {"hostnames": list(options.hostnames), **spec}
+    metadata: m.Obj = {
+        "name": route_name(model),
+        "namespace": options.namespace,
+        "labels": m.labels(model, m.TRAFFIC),
+    }
+    if shadow is not None and options.engine == "mlops":
+        # The primary engine mirrors (shadow ConfigMap); the route records it for read-back.
+        value = {"version": shadow.version, "percent": shadow.percent}
+        metadata["annotations"] = {SHADOW_ANNOTATION: json.dumps(value, sort_keys=True)}
     return {
         "apiVersion": f"{m.GATEWAY_GROUP}/v1",
         "kind": "HTTPRoute",
-        "metadata": {
-            "name": route_name(model),
-            "namespace": options.namespace,
-            "labels": m.labels(model, m.TRAFFIC),
-        },
+        "metadata": metadata,
         "spec": spec,
     }
 
@@ -116,6 +146,16 @@ def read_route(
     generation = int(route.get("metadata", {}).get("generation") or 0)
     weights: dict[str, int] = {}
     shadow: state.ShadowRoute | None = None
+    recorded = (route.get("metadata", {}).get("annotations") or {}).get(SHADOW_ANNOTATION)
+    if recorded:
+        try:
+            value = json.loads(recorded)
+            name = str(value["version"])
+            shadow = state.ShadowRoute(version=services.get(name, name), percent=value["percent"])
+        except (ValueError, KeyError, TypeError):
+            raise errors.PermanentError(
+                f"route {model}: annotation {SHADOW_ANNOTATION} is not mlops's"
+            ) from None
     for rule in route.get("spec", {}).get("rules") or []:
         paths = [match.get("path", {}).get("value") for match in rule.get("matches") or []]
         if paths != [model_prefix(model)]:

@@ -362,7 +362,11 @@ class KubernetesRuntime:
         route = k8s_route.build_route(name, weights, shadow, loaded, self.options)
         if route is None:
             self.cluster.delete(ROUTES, "HTTPRoute", k8s_route.route_name(name))
+            self.cluster.delete("v1", "ConfigMap", m.shadow_config_name(name))
             return 0
+        if self.options.engine == "mlops":
+            # First the primary pods' shadow (they mirror and compare), then the route.
+            self.cluster.apply(k8s_route.shadow_config(name, shadow, self.options))
         live = self.cluster.apply(route)
         services = {m.workload_name(name, v): v for v in loaded}
         got_weights, got_shadow, generation = k8s_route.read_route(live, services)
