@@ -17,6 +17,7 @@ Examples:
   mlops plan --format markdown > comment.md
   mlops plan --detailed-exitcode; echo $?  0 no changes, 2 changes, 1 error
   mlops plan --allow-delete                also plan deleting models whose spec was removed
+  mlops plan --accept-missing-accelerator  serve a GPU spec on this machine's CPU (warned)
 
 plan never changes anything. Exit code 0 (1 on error); with --detailed-exitcode 0 means
 no changes, 2 means changes.
@@ -44,6 +45,12 @@ no changes, 2 means changes.
     is_flag=True,
     help="Plan deleting models mlops manages whose spec was removed (otherwise only warned).",
 )
+@click.option(
+    "--accept-missing-accelerator",
+    is_flag=True,
+    help="Local target: a spec's accelerator this machine lacks is a warning (served on the "
+    "CPU), not an error.",
+)
 @click.pass_context
 def command(
     ctx: click.Context,
@@ -52,6 +59,7 @@ def command(
     fmt: str,
     detailed_exitcode: bool,
     allow_delete: bool,
+    accept_missing_accelerator: bool,
 ) -> None:
     """Diff the specs (default: the workspace's specs/) against the registry and runtime.
 
@@ -59,7 +67,12 @@ def command(
     estimated duration of each rollout.
     """
     run = cli.run_context(ctx)
-    plan = api.plan(run.workspace, list(paths), allow_delete=allow_delete)
+    plan = api.plan(
+        run.workspace,
+        list(paths),
+        allow_delete=allow_delete,
+        accept_missing_accelerator=accept_missing_accelerator,
+    )
     if plan.errors:
         if fmt != "text":
             # Machine readers still get the document, with its `errors` list.

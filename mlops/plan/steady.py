@@ -70,17 +70,31 @@ def steady(
         )
         if loaded:
             reasons.append("restore 100% of traffic to the stable version")
-    if loaded and runtime is not None and tampered is None:  # a reload applies the settings
-        update = _config_update(deployment, runtime, shared_engine=shared_engine)
+    serving = serving_changes(item.served, deployment.spec.serving)
+    replaced = False
+    if loaded and runtime is not None and tampered is None and serving and not shared_engine:
+        # Pods take new resources (or a new autoscaler) only by being replaced: a rolling
+        # reload of the registered bytes, the version keeping its traffic.
+        registered = registry.versions.get(version)
+        why = f"{', '.join(serving)}: the replicas restart with it (rolling, traffic kept)"
+        reasons.append(f"replace {version}'s replicas: {', '.join(serving)}")
+        rollout.load(seq, deployment, reason=why, sha256=registered.sha256 if registered else None)
+        replaced = True
+    # A reload applies the settings (and the replicas) itself.
+    if loaded and runtime is not None and tampered is None and not replaced:
+        update = _config_update(deployment, runtime, shared_engine=shared_engine, force=serving)
         if update is not None:
             reasons.append("update batching/replicas in place")
+            if serving:
+                reasons[-1] = f"update in place: {', '.join(serving)}"
             seq.add(
                 K.UPDATE_CONFIG,
                 Address.version(name, version),
                 S.UPDATE,
                 update[1],
                 before=update[0],
-                reason="config-only change: applied in place, no new version",
+                reason="config-only change: applied in place, no new version"
+                + (f" ({', '.join(serving)})" if serving else ""),
             )
     if seq.actions:
         outcome.actions, outcome.rollback = seq.actions, seq.rollback
@@ -89,10 +103,35 @@ def steady(
             symbol=S.UPDATE,
             from_version=version,
             to_version=version,
-            strategy="config" if reasons == ["update batching/replicas in place"] else "restore",
+            strategy="config" if _config_only(reasons) else "restore",
             reason="; ".join(reasons),
         )
     return outcome
+
+
+def _config_only(reasons: list[str]) -> bool:
+    return len(reasons) == 1 and reasons[0].startswith(("update ", "replace "))
+
+
+def serving_changes(served: spec.Serving | None, wanted: spec.Serving) -> list[str]:
+    """What changed in `serving.hardware` and `serving.autoscaling` since apply last applied
+    them (`served`; None: not recorded, nothing to compare), one phrase per field."""
+    if served is None:
+        return []
+    changes = []
+    old_hw, new_hw = served.hardware, wanted.hardware
+    for key in ("cpu", "memory", "accelerator", "count"):
+        before, after = getattr(old_hw, key), getattr(new_hw, key)
+        if before != after:
+            changes.append(f"serving.hardware.{key} {before} -> {after}")
+    old_as, new_as = served.autoscaling, wanted.autoscaling
+    if old_as != new_as:
+        changes.append(f"serving.autoscaling {_scaling(old_as)} -> {_scaling(new_as)}")
+    return changes
+
+
+def _scaling(value: spec.Autoscaling | None) -> str:
+    return "none" if value is None else f"{value.metric} target {value.target:g}"
 
 
 def _off_target(runtime: state.RuntimeModel | None, version: str) -> bool:
@@ -102,9 +141,14 @@ def _off_target(runtime: state.RuntimeModel | None, version: str) -> bool:
 
 
 def _config_update(
-    deployment: spec.ModelDeployment, runtime: state.RuntimeModel, *, shared_engine: bool = False
+    deployment: spec.ModelDeployment,
+    runtime: state.RuntimeModel,
+    *,
+    shared_engine: bool = False,
+    force: list[str] | None = None,
 ) -> tuple[t.ObservedConfig, t.UpdateConfigPayload] | None:
-    """(before, after) of an in-place update, or None. Unknown live config is not a change."""
+    """(before, after) of an in-place update, or None. Unknown live config is not a change.
+    `force`: serving changes (hardware, autoscaling) that make it an update regardless."""
     version = deployment.spec.model.version
     current: Any = runtime.config.get(version)
     if not isinstance(current, dict):
@@ -120,7 +164,7 @@ def _config_update(
         and runtime.replicas > 0
         and not bounds.min <= runtime.replicas <= bounds.max
     )
-    if not (batching_differs or replicas_off):
+    if not (batching_differs or replicas_off or force):
         return None
     replicas = runtime.replicas if not replicas_off else payloads.replicas(deployment)
     # Absent batching keys are the engine's defaults: show them as such, not as a change.
