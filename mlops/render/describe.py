@@ -76,6 +76,14 @@ def action(action: t.Action) -> str:
             return _config_change(before, after)
         case t.ScaleEnginePayload():
             return _engine_change(before, after)
+        case t.BuildImagePayload():
+            base = after.base.split("@")[0]
+            return (
+                f"{after.repository}:{after.semver} from {base}, then on the running container: "
+                + _conformance(after.test)
+            )
+        case t.PushImagePayload():
+            return f"{after.repository}:{after.semver}, digest read back and recorded"
         case t.DeletePayload():
             loaded = before.loaded if isinstance(before, t.DeleteBefore) else []
             return f"unload {', '.join(loaded) or 'nothing'}, drop routes and aliases"
