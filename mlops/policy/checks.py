@@ -187,6 +187,58 @@ def require_sha256(enabled: bool, change: facts.RolloutFacts) -> list[Finding]:
     ]
 
 
+def max_replicas(limit: int, change: facts.RolloutFacts) -> list[Finding]:
+    capacity = change.capacity
+    if capacity is None or capacity.replicas_after <= limit:
+        return []
+    return [Finding(f"runs {capacity.replicas_after} replicas after the plan (budget {limit})")]
+
+
+def max_accelerators(limit: int, change: facts.RolloutFacts) -> list[Finding]:
+    capacity = change.capacity
+    if capacity is None:
+        return []
+    held = capacity.after.accelerators
+    total = sum(held.values())
+    if total <= limit:
+        return []
+    kinds = ", ".join(f"{n:g} {name}" for name, n in held.items())
+    return [Finding(f"holds {kinds} after the plan (budget {limit})")]
+
+
+def max_accelerator_hours(limit: float, change: facts.RolloutFacts) -> list[Finding]:
+    capacity = change.capacity
+    if capacity is None:
+        return []
+    hours = sum(capacity.rollout.accelerator_hours.values())
+    if hours <= limit:
+        return []
+    return [Finding(f"its rollout uses {hours:.4g} accelerator-hours (limit {limit:g})")]
+
+
+def _cost_check(field: str, what: str) -> PlanCheck:
+    def check(limit: float, plan: plan_types.Plan) -> list[Finding]:
+        cost = plan.capacity.cost
+        if cost is None:
+            return []  # no cost table: nothing is priced, nothing to cap
+        value = getattr(cost, field)
+        if value is None:
+            missing = ", ".join(cost.unpriced)
+            return [Finding(f"{what} is unknown: no price for {missing} (limit {limit:g})")]
+        if value <= limit:
+            return []
+        return [Finding(f"{what} is {cost.currency} {value:,.4g} (limit {limit:g})")]
+
+    return check
+
+
+PlanCheck = Callable[[Any, plan_types.Plan], list[Finding]]
+
+PLAN_CHECKS: dict[str, PlanCheck] = {
+    "max_hourly_cost": _cost_check("hourly_after", "the cost per hour after the plan"),
+    "max_rollout_cost": _cost_check("rollout", "the cost of the rollouts' extra capacity"),
+}
+
 CHECKS: dict[str, Check] = {
     "max_first_step_weight": max_first_step_weight,
     "min_hold": min_hold,
@@ -202,4 +254,7 @@ CHECKS: dict[str, Check] = {
     "require_shadow_for_major": require_shadow_for_major,
     "forbid_delete": forbid_delete,
     "require_sha256": require_sha256,
+    "max_replicas": max_replicas,
+    "max_accelerators": max_accelerators,
+    "max_accelerator_hours": max_accelerator_hours,
 }

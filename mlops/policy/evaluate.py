@@ -129,15 +129,29 @@ def in_scope(rule: rules.Rule, model: str) -> bool:
     return any(fnmatch.fnmatchcase(model, pattern) for pattern in rule.models)
 
 
+def in_environment(rule: rules.Rule, plan: plan_types.Plan) -> bool:
+    """A rule naming environments judges only plans made in one of them."""
+    if rule.environments is None:
+        return True
+    where = plan.environment
+    return where is not None and any(fnmatch.fnmatchcase(where, e) for e in rule.environments)
+
+
 def evaluate(
     plan: plan_types.Plan, rule_set: tuple[rules.Rule, ...], context: Context | None = None
 ) -> Result:
     context = context or Context()
     changes = facts.model_facts(plan)
+    checked = len(rule_set)
+    rule_set = tuple(rule for rule in rule_set if in_environment(rule, plan))
     found: list[Violation] = []
+    for rule in rule_set:
+        if rule.check in checks.PLAN_CHECKS and changes:
+            for finding in checks.PLAN_CHECKS[rule.check](rule.value, plan):
+                found.append(Violation(rule.id, rule.severity, "*", rule.message, finding.detail))
     for name, change in changes.items():
         for rule in rule_set:
-            if not in_scope(rule, name) or rule.check == "require_approvals":
+            if rule.check not in checks.CHECKS or not in_scope(rule, name):
                 continue
             for finding in checks.CHECKS[rule.check](rule.value, change):
                 found.append(
@@ -153,7 +167,7 @@ def evaluate(
     kept, waived, notes = _waive(found, context)
     return Result(
         violations=tuple(kept),
-        rules_checked=len(rule_set),
+        rules_checked=checked,
         models=tuple(changes),
         approvals=tuple(_approvals(plan, rule_set, changes, context)),
         waived=tuple(waived),

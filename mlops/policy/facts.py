@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mlops.plan import resources
 from mlops.plan import types as plan_types
 from mlops.policy import rules
 
@@ -36,6 +37,7 @@ class RolloutFacts:
     steps: list[Step] = field(default_factory=list)
     checkpoints: list[plan_types.Action] = field(default_factory=list)
     actions: list[plan_types.Action] = field(default_factory=list)
+    capacity: resources.ModelCapacity | None = None  # the plan's capacity of the model
 
     @property
     def is_update(self) -> bool:
@@ -53,6 +55,7 @@ def model_facts(plan: plan_types.Plan) -> dict[str, RolloutFacts]:
         found.setdefault(action.model, RolloutFacts(name=action.model)).actions.append(action)
     for facts in found.values():
         _derive(facts)
+        facts.capacity = plan.capacity.models.get(facts.name)
     return found
 
 

@@ -60,9 +60,17 @@ CHECKS: dict[str, str] = {
     "forbid_delete": "the plan must not delete a deployment",
     "require_sha256": "registered artifacts pin their sha256 in the spec",
     "require_approvals": "apply needs N approvals of this very plan (optionally from a group)",
+    "max_replicas": "a model runs at most N replicas after the plan (replica budget)",
+    "max_accelerators": "a model holds at most N accelerators after the plan (accelerator budget)",
+    "max_accelerator_hours": "a rollout's extra capacity uses at most N accelerator-hours",
+    "max_hourly_cost": "the plan's models cost at most this much per hour after it (costs:)",
+    "max_rollout_cost": "the extra capacity of the plan's rollouts costs at most this much",
 }
 
-_META_KEYS = {"id", "message", "severity", "models"}
+# Checks judged once per plan (its totals), not per model.
+PLAN_CHECKS = ("max_hourly_cost", "max_rollout_cost")
+
+_META_KEYS = {"id", "message", "severity", "models", "environments"}
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$"
 Name = Annotated[str, Field(pattern=NAME)]
@@ -92,6 +100,10 @@ class Rule(BaseModel):
     models: Annotated[list[str], BeforeValidator(_string_list)] = Field(
         default_factory=lambda: ["*"], min_length=1
     )
+    # Globs of mlops.yaml `environment`: the rule judges only plans made there (None: all).
+    environments: Annotated[list[str], BeforeValidator(_string_list)] | None = Field(
+        default=None, min_length=1, max_length=64
+    )
 
     max_first_step_weight: Percent | None = None
     min_hold: Duration | None = None
@@ -106,6 +118,11 @@ class Rule(BaseModel):
     forbid_delete: bool | None = None
     require_sha256: bool | None = None
     require_approvals: Annotated[ApprovalRequirement, BeforeValidator(_requirement)] | None = None
+    max_replicas: Annotated[int, Field(ge=1, le=256)] | None = None
+    max_accelerators: Annotated[int, Field(ge=0, le=4096)] | None = None
+    max_accelerator_hours: Annotated[float, Field(ge=0, le=1e6)] | None = None
+    max_hourly_cost: Annotated[float, Field(ge=0, le=1e9)] | None = None
+    max_rollout_cost: Annotated[float, Field(ge=0, le=1e9)] | None = None
 
     @model_validator(mode="before")
     @classmethod
