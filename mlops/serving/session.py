@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from mlops.serving.errors import BadRequest, ModelFailure
 from mlops.serving.settings import TensorSpec, VersionSettings
 
 Feeds = dict[str, np.ndarray[Any, Any]]
+log = logging.getLogger("mlops.serving")
 
 # Above this size a model file is loaded without weight pre-packing and with its weights
 # memory-mapped from the file (see weights.py): session creation then takes milliseconds
@@ -27,6 +29,29 @@ CALIBRATION_MAX_SECONDS = 0.01  # models slower than this are not calibrated (no
 # Warm-up stops after this long whatever `warmup.requests` says: the version is warm by then,
 # and a load must answer (and a shutdown must not wait) in bounded time.
 WARMUP_BUDGET_SECONDS = 30.0
+
+
+# Tried in this order when a version's settings name an accelerator; CPU stays last, for the
+# operators the accelerated provider does not implement.
+ACCELERATED_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+CPU_PROVIDER = "CPUExecutionProvider"
+
+
+def execution_providers(accelerator: str | None, available: Sequence[str]) -> list[str]:
+    """The providers a session asks for: an accelerated one first when the settings ask for
+    an accelerator and onnxruntime has one (`available`), then the CPU; else the CPU only."""
+    if not accelerator:
+        return [CPU_PROVIDER]
+    accelerated = next((p for p in ACCELERATED_PROVIDERS if p in available), None)
+    if accelerated is None:
+        log.warning(
+            "accelerator %s asked for, but onnxruntime has no CUDA or TensorRT provider "
+            "(available: %s): running on the CPU",
+            accelerator,
+            ", ".join(available) or "none",
+        )
+        return [CPU_PROVIDER]
+    return [accelerated, CPU_PROVIDER]
 
 
 class Session:
@@ -49,6 +74,7 @@ class Session:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         self.large = os.path.getsize(path) > large_model_bytes
+        self._providers = execution_providers(settings.accelerator, ort.get_available_providers())
         self.external_weights = 0  # initializers memory-mapped from the file
         if self.large:
             # Pre-packing copies every big MatMul weight into a second, re-laid-out buffer:
@@ -67,9 +93,11 @@ class Session:
         self.settings = settings
         self._check(settings)
         self.output_names = [o.name for o in settings.outputs]
+        # What onnxruntime actually runs the graph on (the CPU if the accelerator failed).
+        self.providers: list[str] = list(self._session.get_providers())
 
     def _create(self, path: str, options: ort.SessionOptions) -> ort.InferenceSession:
-        providers = ["CPUExecutionProvider"]
+        providers = self._providers
         if self.large:
             try:
                 model, self.external_weights = weights.external_model(Path(path))

@@ -133,6 +133,10 @@ class SettingsDocument(_Strict):
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     # Read by the supervisor from the staged settings.json (mlops/serving/autoscale.py).
     autoscaling: engine_settings.EngineAutoscaling | None = None
+    # An accelerator name: the session uses CUDA (or TensorRT) when onnxruntime has it.
+    accelerator: str | None = Field(
+        default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    )
 
     @field_validator("batching", "warmup", mode="before")
     @classmethod
@@ -149,6 +153,7 @@ class VersionSettings:
     classification: bool = False
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
     sha256: str | None = None
+    accelerator: str | None = None
 
 
 def _looks_like_classifier(first: TensorSpec) -> bool:
@@ -176,5 +181,12 @@ def parse(raw: Any) -> VersionSettings:
     if classification is None:
         classification = _looks_like_classifier(outputs[0])
     return VersionSettings(
-        inputs, outputs, doc.batching, doc.warmup.requests, classification, raw, doc.sha256
+        inputs,
+        outputs,
+        doc.batching,
+        doc.warmup.requests,
+        classification,
+        raw,
+        doc.sha256,
+        doc.accelerator,
     )

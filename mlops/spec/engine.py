@@ -64,6 +64,12 @@ class EngineSettings(_Frozen):
     autoscaling: EngineAutoscaling | None = Field(
         default=None, description="the spec's serving.autoscaling and replicas range"
     )
+    accelerator: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="serving.hardware.accelerator: run on CUDA/TensorRT when present",
+    )
     sha256: Sha256 | None = Field(
         default=None,
         description="the digest the engine must serve: set on the reload of a version that "
@@ -94,7 +100,12 @@ def settings(
         warmup=Warmup(requests=WARMUP_REQUESTS),
         sha256=sha256,
         autoscaling=_autoscaling(deployment.spec.serving),
+        accelerator=_accelerator(deployment.spec.serving.hardware),
     )
+
+
+def _accelerator(hardware: spec.Hardware) -> str | None:
+    return None if hardware.accelerator == "none" else hardware.accelerator[:63]
 
 
 def _autoscaling(serving: spec.Serving) -> EngineAutoscaling | None:
