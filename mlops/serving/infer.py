@@ -123,7 +123,8 @@ async def handle(
     elif route is not None and (remote := remote_shadow.shadows()) is not None:
         remote.offer(engine.stats, mv, feeds, outputs, (t3 - t0) + (t5 - t4))  # on a cluster
     if engine.tracer is not None:
-        engine.tracer.record(name, mv.version, request_id, 200, [t0, t1, t2, t3, t4, t5])
+        stamps = [t0, t1, t2, t3, t4, t5]
+        engine.tracer.record(name, mv.version, request_id, 200, stamps, scope["headers"])
 
 
 def _header_length(raw: bytes | None) -> int | None:
