@@ -68,7 +68,9 @@ def columns(inputs: Mapping[str, np.ndarray[Any, Any]], *, max_features: int = 1
     for name, array in inputs.items():
         if array.dtype.kind not in "biuf":
             continue
-        values = np.asarray(array, dtype=np.float64)
+        # Views in the input's own dtype: each feature becomes float64 only while it is
+        # compared (_feature), so 1,000,000 x 30 FP32 rows never exist twice as float64.
+        values = np.asarray(array)
         if values.ndim <= 1:
             found[name] = values.ravel()
             continue
@@ -112,7 +114,8 @@ def compare(
     return DriftResult(threshold_sigma=threshold_sigma, rows=rows, features=features)
 
 
-def _feature(base: state.FeatureStats, values: np.ndarray[Any, Any], sigma: float) -> FeatureDrift:
+def _feature(base: state.FeatureStats, column: np.ndarray[Any, Any], sigma: float) -> FeatureDrift:
+    values = np.asarray(column, dtype=np.float64)
     finite = values[np.isfinite(values)]
     missing = int(values.size - finite.size)
     if finite.size == 0:

@@ -85,6 +85,13 @@ def test_three_sigma_runs_the_hook_once_across_rounds_restart_and_sigterm(
         assert hook_runs(root) == [f"{conftest.NAME} input[0]"]
         assert not (root / ".mlops" / "watch.pid").exists()
 
+        # Unshifted traffic dilutes the reservoir below the threshold: the episode closes.
+        live.stream(rt, {}, seed=14, requests=1000)
+        cleared = run("-C", str(root), *ONE_ROUND)
+        assert kinds(cleared.out) == ["started", "drift-cleared", "stopped"]
+        assert json.loads((root / ".mlops" / "watch.json").read_text())["episodes"] == {}
+        assert hook_runs(root) == [f"{conftest.NAME} input[0]"]
+
 
 def test_one_sigma_shift_runs_no_hook(tmp_path: Path, run: Runner) -> None:
     root = counting_workspace(tmp_path)
