@@ -14,6 +14,7 @@ from typing import Any
 from mlops import errors
 from mlops.apply import journal, lock, recorders
 from mlops.apply import target as target_
+from mlops.providers import base
 from mlops.state import models as state
 
 FORMAT_VERSION = 1
@@ -38,7 +39,12 @@ def collect(target: target_.Target, name: str | None = None) -> dict[str, Any]:
         "format_version": FORMAT_VERSION,
         "workspace": str(ws.root),
         "runtime_reachable": reachable,
-        "inference_url": target.runtime.inference_url() if reachable else None,
+        **_address(target.runtime, reachable),
+        "cluster": (
+            target.runtime.cluster_report(names)
+            if reachable and isinstance(target.runtime, base.ReportsCluster)
+            else None
+        ),
         "lock": _lock(held),
         "run": None
         if run is None
@@ -89,6 +95,42 @@ def _engine_scaling(state_dir: Path) -> dict[str, Any] | None:
         "autoscaling": policy if isinstance(policy, dict) else None,
         "events": events,
     }
+
+
+def _address(runtime: base.Runtime, reachable: bool) -> dict[str, Any]:
+    """The inference URL, or what is missing for one (a gateway without an address is a
+    state to show, not a failure of `status`)."""
+    if not reachable:
+        return {"inference_url": None, "inference_url_missing": None}
+    try:
+        return {"inference_url": runtime.inference_url(), "inference_url_missing": None}
+    except (errors.TransientError, errors.ConfigError) as exc:
+        return {"inference_url": None, "inference_url_missing": exc.message}
+
+
+def _cluster_lines(cluster: dict[str, Any] | None, name: str) -> list[str]:
+    """Per version: replicas and their owner, pods not ready; the route's acceptance."""
+    model = (cluster or {}).get("models", {}).get(name)
+    if not model:
+        return []
+    lines = []
+    for semver, row in sorted(model["versions"].items()):
+        owner = row.get("replicas_owner") or "-"
+        wanted = row["replicas"] if row["replicas"] is not None else "autoscaled"
+        text = f"  pods {semver}: {row['ready']}/{wanted} ready (replicas owned by {owner})"
+        waiting = [p for p in row["pods"] if not p["ready"]]
+        if waiting:
+            text += "; not ready: " + ", ".join(
+                f"{p['name']} ({p['reason'] or p['phase']})" for p in waiting[:5]
+            )
+        lines.append(text)
+    route = model.get("route")
+    if route:
+        accepted = route["accepted"]
+        state_ = {True: "accepted", False: "refused", None: "not accepted yet"}[accepted["status"]]
+        why = f": {accepted['reason']}" if accepted["status"] is not True else ""
+        lines.append(f"  route {route['name']} generation {route['generation']}: {state_}{why}")
+    return lines
 
 
 def _lock(held: lock.LockInfo | None) -> dict[str, Any] | None:
@@ -200,6 +242,8 @@ def render_text(document: dict[str, Any]) -> str:
                 f"  {event.get('at')} workers {event.get('from')} -> {event.get('to')} "
                 f"({event.get('by')}): {event.get('reason')}"
             )
+    if document.get("inference_url_missing"):
+        lines.append(f"inference url: none ({document['inference_url_missing']})")
     if not document["models"]:
         lines.append("no models")
     for name, model in document["models"].items():
@@ -225,6 +269,7 @@ def render_text(document: dict[str, Any]) -> str:
         if model["shadow"]:
             shadow = model["shadow"]
             lines.append(f"  shadow: {shadow['percent']}% mirrored to {shadow['version']}")
+        lines.extend(_cluster_lines(document.get("cluster"), name))
         lines.extend(_rollout_lines(name, model["rollout"]))
     return "\n".join(lines).lstrip("\n") + "\n"
 

@@ -155,6 +155,15 @@ class Metrics(Protocol):
 
 
 @runtime_checkable
+class ReportsCluster(Protocol):
+    """A runtime whose serving objects a cluster owns (kubernetes): `status` shows what it
+    reads back, per model: replicas and their owner, readiness per pod, the route's accepted
+    status and weights, and what is missing (a gateway without an address)."""
+
+    def cluster_report(self, names: Sequence[str] | None = None) -> dict[str, Any]: ...
+
+
+@runtime_checkable
 class SelfSampling(Protocol):
     """A Metrics backend that builds its own series from snapshots (the built-in scraper of
     the engine's counters), unlike one that keeps history itself (Prometheus). A gate hold

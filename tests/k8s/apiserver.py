@@ -2,12 +2,20 @@
 
 No cluster runs on this machine; this lets the provider go through the real `kubernetes`
 client (kubeconfig, discovery, HTTP, JSON) so the tests see the exact bodies a cluster would
-receive. It plays the controllers too: a Deployment is ready and a route accepted at once.
+receive. It plays the controllers too: a Deployment gets its Pods, ready at once, and a route
+is accepted at once.
+
+Server-side apply keeps field ownership per leaf field (`metadata.managedFields`): a field
+another manager owns with another value is a 409 conflict unless the apply forces, as the
+real API server does. `patch_as` plays another manager (an HPA controller writing
+`spec.replicas`). Every request is recorded as the RBAC verb it needs (`verbs`), so tests can
+hold the client to a Role.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,7 +25,7 @@ from urllib.parse import parse_qs, urlparse
 import yaml
 
 GROUPS: dict[str, list[tuple[str, str]]] = {
-    "v1": [("configmaps", "ConfigMap"), ("services", "Service")],
+    "v1": [("configmaps", "ConfigMap"), ("services", "Service"), ("pods", "Pod")],
     "apps/v1": [("deployments", "Deployment")],
     "autoscaling/v2": [("horizontalpodautoscalers", "HorizontalPodAutoscaler")],
     "gateway.networking.k8s.io/v1": [("httproutes", "HTTPRoute"), ("gateways", "Gateway")],
@@ -29,6 +37,9 @@ class ApiServer:
         self.store: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.applied: list[dict[str, Any]] = []  # bodies exactly as received
         self.calls: list[tuple[str, str, dict[str, list[str]]]] = []
+        # (verb, API group, resource, namespace) as RBAC would authorize each request.
+        self.verbs: list[tuple[str, str, str, str]] = []
+        self.owners: dict[tuple[str, str, str], dict[str, str]] = {}  # leaf path -> manager
         self.lock = threading.Lock()
         server = self
 
@@ -151,10 +162,23 @@ class ApiServer:
         namespace, plural, name = rest[1], rest[2], (rest[3] if len(rest) > 3 else None)
         kind = dict(GROUPS[gv])[plural]
         key = (plural, namespace, name or "")
+        group = gv.split("/")[0] if "/" in gv else ""
+        verb = {"PATCH": "patch", "DELETE": "delete"}.get(method) or ("get" if name else "list")
+        self.verbs.append((verb, group, plural, namespace))
         if method == "PATCH":
+            if key not in self.store:
+                self.verbs.append(("create", group, plural, namespace))
             return self.apply(key, gv, kind, yaml.safe_load(body), query)
         if method == "DELETE":
-            return (200, self.store.pop(key)) if key in self.store else (404, _status(404, "gone"))
+            if key not in self.store:
+                return 404, _status(404, "gone")
+            self.owners.pop(key, None)
+            if kind == "Deployment":
+                for pod in [
+                    k for k in self.store if k[0] == "pods" and k[2].startswith(name or "")
+                ]:
+                    del self.store[pod]
+            return 200, self.store.pop(key)
         if name is not None:
             return (200, self.store[key]) if key in self.store else (404, _status(404, "not found"))
         wanted = dict(s.split("=", 1) for s in query.get("labelSelector", [""])[0].split(",") if s)
@@ -173,11 +197,35 @@ class ApiServer:
         obj: dict[str, Any],
         query: dict[str, list[str]],
     ) -> tuple[int, Any]:
-        assert query.get("fieldManager") == ["mlops"] and query.get("force") == ["true"], query
+        (manager,) = query.get("fieldManager") or ["?"]
+        assert query.get("force") in (None, ["false"]), "mlops never forces a conflict"
         assert query.get("fieldValidation") == ["Strict"], query
         assert (obj["apiVersion"], obj["kind"]) == (gv, kind)
-        self.applied.append(json.loads(json.dumps(obj)))
         old = self.store.get(key)
+        owners = self.owners.setdefault(key, {})
+        conflicts = [
+            (path, owner)
+            for path, value in _leaves(obj)
+            if (owner := owners.get(path)) not in (None, manager) and _at(old or {}, path) != value
+        ]
+        if conflicts:
+            causes = [
+                {
+                    "reason": "FieldManagerConflict",
+                    "message": f'conflict with "{owner}" using {gv}',
+                    "field": "." + path,
+                }
+                for path, owner in conflicts
+            ]
+            body = _status(409, f"Apply failed with {len(causes)} conflict(s)")
+            return 409, body | {"reason": "Conflict", "details": {"causes": causes}}
+        for path, _ in _leaves(obj):
+            owners[path] = manager
+        if old is not None:  # fields of other managers survive an apply that omits them
+            for path, owner in owners.items():
+                if owner != manager and _at(obj, path) is None and _at(old, path) is not None:
+                    _put(obj, path, _at(old, path))
+        self.applied.append(json.loads(json.dumps(obj)))
         generation = (old or {}).get("metadata", {}).get("generation", 0)
         if old is None or old.get("spec") != obj.get("spec") or old.get("data") != obj.get("data"):
             generation += 1
@@ -187,6 +235,7 @@ class ApiServer:
             "uid": f"uid-{key[2]}",
             "resourceVersion": str(len(self.applied)),
         }
+        live["metadata"]["managedFields"] = _managed_fields(owners, gv)
         if kind == "Deployment":
             n = live["spec"].get("replicas", 1)
             live["status"] = {
@@ -196,6 +245,7 @@ class ApiServer:
                 "updatedReplicas": n,
                 "availableReplicas": n,
             }
+            self._pods(key, live, n)
         if kind == "HTTPRoute":
             accepted = {
                 "type": "Accepted",
@@ -211,6 +261,103 @@ class ApiServer:
             }
         self.store[key] = live
         return 200, live
+
+    def _pods(self, key: tuple[str, str, str], deployment: dict[str, Any], n: int) -> None:
+        """The ReplicaSet controller and kubelet: n ready Pods from the template."""
+        name, namespace = key[2], key[1]
+        for pod in _pods_of(self.store, name):
+            del self.store[pod]
+        template = deployment["spec"]["template"]
+        for i in range(n):
+            pod_name = f"{name}-{i}"
+            self.store[("pods", namespace, pod_name)] = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": pod_name,
+                    "namespace": namespace,
+                    "labels": dict(template["metadata"]["labels"]),
+                },
+                "spec": template["spec"],
+                "status": {
+                    "phase": "Running",
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                    "containerStatuses": [
+                        {"name": c["name"], "ready": True, "restartCount": 0, "image": c["image"]}
+                        for c in template["spec"]["containers"]
+                    ],
+                },
+            }
+
+    def patch_as(self, manager: str, plural: str, name: str, change: dict[str, Any]) -> None:
+        """Another field manager writes `change` into a stored object (e.g. an autoscaler
+        setting spec.replicas): it owns those fields from now on."""
+        with self.lock:
+            key = next(k for k in self.store if k[0] == plural and k[2] == name)
+            live = self.store[key]
+            for path, value in _leaves(change):
+                _put(live, path, value)
+                self.owners.setdefault(key, {})[path] = manager
+            gv = live["apiVersion"]
+            live["metadata"]["managedFields"] = _managed_fields(self.owners[key], gv)
+            if live["kind"] == "Deployment":
+                n = live["spec"].get("replicas", 1)
+                live["status"] |= {"replicas": n, "readyReplicas": n, "updatedReplicas": n}
+                self._pods(key, live, n)
+
+
+def _pods_of(store: dict[tuple[str, str, str], Any], deployment: str) -> list[tuple[str, str, str]]:
+    return [
+        k for k in store if k[0] == "pods" and re.fullmatch(rf"{re.escape(deployment)}-\d+", k[2])
+    ]
+
+
+def _leaves(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Leaf fields as dotted paths (lists are leaves, as atomic lists are in SSA)."""
+    if isinstance(obj, dict) and obj:
+        out: list[tuple[str, Any]] = []
+        for k, v in obj.items():
+            if prefix == "" and k in ("apiVersion", "kind", "status"):
+                continue
+            if prefix == "metadata" and k in ("name", "namespace", "managedFields"):
+                continue
+            out += _leaves(v, f"{prefix}.{k}" if prefix else k)
+        return out
+    return [(prefix, obj)]
+
+
+def _at(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(obj, dict) or part not in obj:
+            return None
+        obj = obj[part]
+    return obj
+
+
+def _put(obj: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    for part in parents:
+        obj = obj.setdefault(part, {})
+    obj[last] = value
+
+
+def _managed_fields(owners: dict[str, str], gv: str) -> list[dict[str, Any]]:
+    """managedFields entries (FieldsV1: `f:` keys) per manager, as the API server shows them."""
+    by_manager: dict[str, dict[str, Any]] = {}
+    for path, manager in sorted(owners.items()):
+        node = by_manager.setdefault(manager, {})
+        for part in path.split("."):
+            node = node.setdefault(f"f:{part}", {})
+    return [
+        {
+            "manager": manager,
+            "operation": "Apply" if manager == "mlops" else "Update",
+            "apiVersion": gv,
+            "fieldsType": "FieldsV1",
+            "fieldsV1": fields,
+        }
+        for manager, fields in sorted(by_manager.items())
+    ]
 
 
 def _status(code: int, message: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ cluster receives are the objects `render_manifests` prints, and they pass the sc
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from mlops import errors, workspace
 from mlops.plan import payloads
 from mlops.providers import factory
+from mlops.providers.kubernetes import cluster as k8s_cluster
 from mlops.providers.kubernetes import manifests as m
 from mlops.providers.kubernetes import runtime as k8s
 from mlops.spec import load
@@ -126,3 +128,72 @@ def test_plan_without_images_is_an_error_naming_the_fix(runtime: k8s.KubernetesR
     plan = api.plan(str(runtime.workspace.root))
     assert any("fraud-scorer@1.0.0 has no image on record" in e for e in plan.errors), plan.errors
     assert any("configure images:" in e for e in plan.errors)
+
+
+def _serving(root: Path, replicas: int) -> None:
+    """The workspace's spec with a fixed replica count (no autoscaling)."""
+    path = root / "specs" / "fraud-scorer.yaml"
+    text = path.read_text().replace("    autoscaling: {metric: queue_depth, target: 8}\n", "")
+    text = re.sub(
+        r"replicas: \{min: \d+, max: \d+\}", f"replicas: {{min: {replicas}, max: {replicas}}}", text
+    )
+    path.write_text(text)
+
+
+@pytest.mark.slow  # a real MLflow registry, the CLI and a dozen API calls
+def test_reconcile_and_report_without_a_gateway_address(
+    runtime: k8s.KubernetesRuntime, server: ApiServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlops import cli
+
+    root = runtime.workspace.root
+    _serving(root, 2)
+    (item,) = load.load_specs([root / "specs"], root)
+    assert item.artifact_path is not None
+    runtime.registry.register(item.deployment, item.artifact_path, item.validation_path)
+    runtime.registry.record_image("fraud-scorer", "1.0.0", c.IMAGE.split("@")[1], c.IMAGE)
+    runtime.load(
+        "fraud-scorer", "1.0.0", item.artifact_path, payloads.engine_settings(item.deployment)
+    )
+    runtime.set_traffic("fraud-scorer", {"1.0.0": 100}, None)
+    workload = m.workload_name("fraud-scorer", "1.0.0")
+
+    def status(*args: str) -> tuple[int, str]:
+        try:
+            cli.main(["-C", str(root), "status", *args])
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        return code, capsys.readouterr().out
+
+    # No Gateway object, so no address: status says what is missing and exits 0.
+    code, text = status()
+    assert code == 0, text
+    assert "inference url: none (gateway inference has no address yet)" in text
+    assert "pods 1.0.0: 2/2 ready (replicas owned by mlops)" in text
+    assert "route fraud-scorer generation 2: accepted" in text
+    code, raw = status("--format", "json")
+    document = json.loads(raw)
+    report = document["cluster"]["models"]["fraud-scorer"]
+    pods = report["versions"]["1.0.0"]["pods"]
+    assert [p["ready"] for p in pods] == [True, True] and len(pods) == 2
+    assert report["route"]["weights"] == {"1.0.0": 100}
+    assert report["route"]["accepted"]["status"] is True
+    assert document["cluster"]["gateway"]["missing"] == "Gateway gateways/inference does not exist"
+
+    # The spec now asks for 3: ensure_running reconciles the Deployment mlops sizes.
+    _serving(root, 3)
+    runtime.ensure_running(1)
+    assert server.store[("deployments", "models", workload)]["spec"]["replicas"] == 3
+    assert len(runtime.cluster_report()["models"]["fraud-scorer"]["versions"]["1.0.0"]["pods"]) == 3
+
+    # Someone's HPA takes spec.replicas over: reported with the field and its owner, not forced.
+    server.patch_as("kube-controller-manager", "deployments", workload, {"spec": {"replicas": 5}})
+    _serving(root, 4)
+    with pytest.raises(k8s_cluster.FieldConflict) as caught:
+        runtime.ensure_running(1)
+    assert caught.value.owners == [(".spec.replicas", "kube-controller-manager")]
+    assert "never" not in caught.value.message and "does not force" in caught.value.message
+    assert server.store[("deployments", "models", workload)]["spec"]["replicas"] == 5
+    code, text = status()
+    assert code == 0 and "5/5 ready (replicas owned by kube-controller-manager)" in text

@@ -16,9 +16,20 @@ Obj = dict[str, Any]
 FIELD_MANAGER = "mlops"
 
 
+class FieldConflict(errors.PermanentError):
+    """Server-side apply refused: another field manager owns fields mlops sends (an HPA or
+    KEDA owning `spec.replicas`, a person's `kubectl edit`). mlops never forces: the owner
+    must let go, or the spec must stop setting the field. `owners`: (field, manager)."""
+
+    def __init__(self, message: str, owners: list[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.owners = owners
+
+
 class Cluster(Protocol):
     def apply(self, obj: Obj) -> Obj:
-        """Server-side apply of a whole object (mlops owns every field it sends)."""
+        """Server-side apply of a whole object as field manager `mlops`, never forced: a field
+        another manager owns is a FieldConflict naming the field and its owner."""
         ...
 
     def list(self, api_version: str, kind: str, selector: str) -> list[Obj]: ...
@@ -90,7 +101,7 @@ class DynamicCluster:
         try:
             live = self.client.server_side_apply(
                 resource, body=obj, namespace=self.namespace, field_manager=FIELD_MANAGER,
-                force_conflicts=True, query_params=[("fieldValidation", "Strict")],
+                force_conflicts=False, query_params=[("fieldValidation", "Strict")],
             )  # fmt: skip
         except Exception as exc:
             raise _translate(exc, f"apply {obj['kind']}/{obj['metadata']['name']}") from None
@@ -152,6 +163,16 @@ def _translate(exc: Exception, doing: str) -> errors.MlopsError:
         return exc
     if isinstance(exc, exceptions.DynamicApiError):
         status = int(exc.status or 0)
+        owners = _conflicts(exc) if status == 409 else []
+        if owners:
+            fields = ", ".join(
+                f"{field} (owned by field manager {owner!r})" for field, owner in owners
+            )
+            return FieldConflict(
+                f"kubernetes: {doing}: conflict: {fields}; mlops does not force it: let that "
+                "manager release the field, or drop it from what mlops applies",
+                owners,
+            )
         message = f"kubernetes: {doing}: {status} {_reason(exc)}"
         if status in (409, 429) or status >= 500:
             return errors.TransientError(message)
@@ -159,6 +180,25 @@ def _translate(exc: Exception, doing: str) -> errors.MlopsError:
             return errors.ConfigError(message + " (check the kubeconfig user's permissions)")
         return errors.PermanentError(message)
     return errors.TransientError(f"kubernetes: {doing}: cannot reach the API server ({exc})")
+
+
+def _conflicts(exc: Any) -> list[tuple[str, str]]:
+    """(field, manager) of each FieldManagerConflict cause in a 409 Status body."""
+    import json
+    import re
+
+    try:
+        body = json.loads(exc.body)
+        causes = body.get("details", {}).get("causes") or []
+    except (TypeError, ValueError, AttributeError):
+        return []
+    out = []
+    for cause in causes[:20]:
+        if not isinstance(cause, dict) or cause.get("reason") != "FieldManagerConflict":
+            continue
+        owner = re.search(r'conflict with "([^"]{1,128})"', str(cause.get("message", "")))
+        out.append((str(cause.get("field", "?"))[:200], owner.group(1) if owner else "?"))
+    return out
 
 
 def _reason(exc: Any) -> str:

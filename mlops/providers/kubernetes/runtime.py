@@ -288,7 +288,35 @@ class KubernetesRuntime:
     # -- changes -------------------------------------------------------------------------------
 
     def ensure_running(self, replicas: int) -> None:
-        """Nothing to start: each version's Deployment carries its own replica count."""
+        """Reconcile replicas (`replicas`, the shared engine's count, does not apply here):
+        a managed Deployment that mlops sizes (no autoscaler) and whose count drifted from its
+        spec is applied again. A count another field manager owns (an HPA) is reported as a
+        FieldConflict naming the field and its owner, never forced."""
+        from mlops.spec import load
+
+        try:
+            specs = {
+                item.name: item.deployment
+                for item in load.load_specs([self.workspace.root / "specs"], self.workspace.root)
+            }
+        except errors.SpecError:
+            return  # specs that do not load are planning's to report
+        for item in self._deployments():
+            declared = (item.get("spec") or {}).get("replicas")
+            model, semver = item["metadata"]["labels"][m.NAME], _semver(item)
+            wanted = specs.get(model)
+            if wanted is None or declared is None:
+                continue  # not in the specs any more (plan retires it) or autoscaled
+            serving = wanted.spec.serving
+            autoscaled = serving.autoscaling is not None and (
+                serving.replicas.min != serving.replicas.max
+            )
+            if autoscaled or declared == serving.replicas.min:
+                continue
+            settings = _annotation_json(item, "settings")
+            for obj in self.manifests_for(model, semver, settings):
+                if obj["kind"] == "Deployment":
+                    self.cluster.apply(obj)
 
     def engine(self) -> state.EngineState | None:
         return None  # no engine shared by the models: each Deployment has its own replicas
@@ -409,6 +437,62 @@ class KubernetesRuntime:
                 )
             self.sleep(self.poll_seconds)
 
+    def cluster_report(self, names: Sequence[str] | None = None) -> dict[str, Any]:
+        """What the cluster says, for `mlops status`: per model and version the Deployment's
+        replicas (declared, ready, and which field manager owns the count), each pod's
+        readiness, the route's weights, shadow and Accepted condition; the gateway's address
+        or what is missing. One list call per kind."""
+        wanted = set(names) if names is not None else None
+        deployments = self._deployments()
+        pods = self.cluster.list("v1", "Pod", f"{m.SELECTOR},{m.COMPONENT}={m.SERVER}")
+        routes = self.cluster.list(ROUTES, "HTTPRoute", f"{m.SELECTOR},{m.COMPONENT}={m.TRAFFIC}")
+        models: dict[str, dict[str, Any]] = {}
+        for item in deployments:
+            model = item["metadata"]["labels"][m.NAME]
+            if wanted is not None and model not in wanted:
+                continue
+            ready = _replicas(item)[1]
+            instance = item["metadata"]["name"]
+            models.setdefault(model, {"versions": {}, "route": None})["versions"][_semver(item)] = {
+                "deployment": instance,
+                "replicas": (item.get("spec") or {}).get("replicas"),
+                "ready": ready,
+                "replicas_owner": _owner(item, ("spec", "replicas")),
+                "image": _annotation(item, "image"),
+                "pods": [
+                    _pod(pod)
+                    for pod in pods
+                    if (pod["metadata"].get("labels") or {}).get(m.INSTANCE) == instance
+                ],
+            }
+        services = {d["metadata"]["name"]: _semver(d) for d in deployments}
+        for route in routes:
+            model = route["metadata"]["labels"][m.NAME]
+            if wanted is not None and model not in wanted:
+                continue
+            weights, shadow, generation = k8s_route.read_route(route, services)
+            models.setdefault(model, {"versions": {}, "route": None})["route"] = {
+                "name": route["metadata"]["name"],
+                "generation": generation,
+                "weights": weights,
+                "shadow": shadow.model_dump() if shadow else None,
+                "accepted": _accepted(route, generation),
+            }
+        return {"models": models, "gateway": self._gateway_report()}
+
+    def _gateway_report(self) -> dict[str, Any]:
+        gateway = self.options.gateway
+        if gateway is None:
+            return {"ref": None, "address": None, "missing": "kubernetes.gateway_ref in mlops.yaml"}
+        ref = f"{gateway.namespace + '/' if gateway.namespace else ''}{gateway.name}"
+        live = self.cluster.get(ROUTES, "Gateway", gateway.name, gateway.namespace)
+        if live is None:
+            return {"ref": ref, "address": None, "missing": f"Gateway {ref} does not exist"}
+        addresses = (live.get("status") or {}).get("addresses") or []
+        if not addresses:
+            return {"ref": ref, "address": None, "missing": f"Gateway {ref} has no address yet"}
+        return {"ref": ref, "address": str(addresses[0].get("value")), "missing": None}
+
     def _spec(self, name: str, version: state.RegistryVersion) -> spec.ModelDeployment:
         """The workspace's spec of `name`, for hardware, replicas and autoscaling: serving is
         per deployment, so a rollback target that the spec no longer names gets the same."""
@@ -434,6 +518,56 @@ def _annotation_json(item: Mapping[str, Any], key: str) -> dict[str, Any]:
     except (KeyError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _annotation(item: Mapping[str, Any], key: str) -> str | None:
+    value = (item["metadata"].get("annotations") or {}).get(f"{m.ANNOTATION}{key}")
+    return value if isinstance(value, str) else None
+
+
+def _owner(item: Mapping[str, Any], path: tuple[str, ...]) -> str | None:
+    """The field manager owning `path` (managedFields, FieldsV1), if any."""
+    for entry in item["metadata"].get("managedFields") or []:
+        node: Any = (entry or {}).get("fieldsV1") or {}
+        for part in path:
+            node = node.get(f"f:{part}") if isinstance(node, dict) else None
+        if node is not None:
+            return str(entry.get("manager"))
+    return None
+
+
+def _pod(pod: Mapping[str, Any]) -> dict[str, Any]:
+    status = pod.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    ready = conditions.get("Ready") or {}
+    containers = status.get("containerStatuses") or []
+    waiting = [
+        ((c.get("state") or {}).get("waiting") or {}).get("reason")
+        for c in containers
+        if (c.get("state") or {}).get("waiting")
+    ]
+    return {
+        "name": pod["metadata"]["name"],
+        "phase": status.get("phase"),
+        "ready": ready.get("status") == "True",
+        "restarts": sum(int(c.get("restartCount") or 0) for c in containers),
+        "reason": ready.get("reason") or (waiting[0] if waiting else None),
+    }
+
+
+def _accepted(route: Mapping[str, Any], generation: int) -> dict[str, Any]:
+    """The gateway's Accepted condition for this generation (None: not reported yet)."""
+    for parent in (route.get("status") or {}).get("parents") or []:
+        for cond in parent.get("conditions") or []:
+            if cond.get("type") == "Accepted":
+                current = int(cond.get("observedGeneration") or 0) >= generation
+                return {
+                    "status": cond.get("status") == "True" if current else None,
+                    "reason": cond.get("reason"),
+                    "message": cond.get("message"),
+                    "observed_generation": cond.get("observedGeneration"),
+                }
+    return {"status": None, "reason": "no gateway has reported on it", "message": None}
 
 
 def _replicas(item: Mapping[str, Any]) -> tuple[int, int]:
