@@ -25,6 +25,10 @@ def runtime(ws: ws_mod.Workspace) -> base.Runtime:
         return kubernetes.KubernetesRuntime(ws)
     if ws.config.target != "local":
         raise errors.ConfigError(f"target {ws.config.target!r} has no runtime provider yet")
+    if ws.config.serve.runtime == "container":
+        from mlops.providers.containers import runtime as container_runtime
+
+        return container_runtime.ContainerRuntime(ws)
     from mlops.providers.engine import runtime as local_runtime
 
     return local_runtime.LocalRuntime(ws)
@@ -51,6 +55,10 @@ def metrics(ws: ws_mod.Workspace, runtime: base.Runtime) -> base.Metrics:
         raise errors.ConfigError(
             f"metrics: {setting} needs the local target; set a Prometheus URL the cluster feeds"
         )
-    if setting == "prometheus" and prometheus.installed():
+    if (
+        setting == "prometheus"
+        and prometheus.installed()
+        and ws.config.serve.runtime != "container"
+    ):
         return prometheus.PrometheusMetrics(prometheus.PrometheusServer(ws).url)
     return builtin_metrics.BuiltinMetrics(runtime.worker_admin_urls)
