@@ -17,6 +17,7 @@ directory, its configuration rendered from a route table (routes.py) and applied
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -96,6 +97,7 @@ class _Record:
     create_time: float
     port: int
     generation: int
+    host: str = "127.0.0.1"
 
 
 class Gateway:
@@ -116,28 +118,42 @@ class Gateway:
         record = self._running()
         if record is None:
             raise errors.ConfigError(f"the gateway of {self.state_dir} is not running")
-        return f"http://127.0.0.1:{record.port}"
+        return f"http://{record.host}:{record.port}"
 
     def running(self) -> bool:
         return self._running() is not None
 
-    def start(self) -> str:
+    def start(self, *, host: str = "127.0.0.1", port: int = 0) -> str:
         """Start nginx (or find the one this state dir already runs); its base URL. A new
-        gateway has no routes: every path answers 404 until `configure`."""
+        gateway has no routes: every path answers 404 until `configure`. It listens on
+        `host` (an IPv4 address) and `port`; 0, the default, lets the kernel choose."""
         record = self._running()
         if record is not None:
-            return f"http://127.0.0.1:{record.port}"
+            return f"http://{record.host}:{record.port}"
+        try:
+            socket.inet_aton(host)
+        except OSError:
+            raise errors.ConfigError(
+                f"the gateway listens on an IPv4 address, not {host!r}"
+            ) from None
+        if not 0 <= port < 65536:
+            raise errors.ConfigError(f"gateway port {port} is not in [0, 65535]")
         nginx = install()
         for sub in ("conf", "logs", "temp"):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind(("127.0.0.1", 0))
+            try:
+                listener.bind((host, port))
+            except OSError as exc:
+                raise errors.ConfigError(
+                    f"the gateway cannot listen on {host}:{port}: {exc.strerror}"
+                ) from None
             listener.listen(511)
             port = int(listener.getsockname()[1])
             self.routes = []
-            self._write_conf([], port, 1)
+            self._write_conf([], host, port, 1)
             self._check_conf(nginx)
             fd = listener.fileno()
             with (self.state_dir / "logs" / "nginx.out").open("ab") as out:
@@ -153,14 +169,14 @@ class Gateway:
                 )  # fmt: skip
         finally:
             listener.close()  # nginx has its own copy of the socket now
-        record = _Record(proc.pid, _create_time(proc.pid), port, 1)
+        record = _Record(proc.pid, _create_time(proc.pid), port, 1, host)
         self._save(record)
         try:
             self._wait_generation(record, time.monotonic() + START_TIMEOUT_S, proc)
         except BaseException:
             self._kill(record)
             raise
-        return f"http://127.0.0.1:{port}"
+        return f"http://{host}:{port}"
 
     def stop(self) -> bool:
         """Graceful stop (in-flight requests finish); True when a gateway was running."""
@@ -185,7 +201,7 @@ class Gateway:
         nginx = install()
         generation = record.generation + 1
         previous = self.conf_file.read_bytes() if self.conf_file.exists() else None
-        self._write_conf(table, record.port, generation)
+        self._write_conf(table, record.host, record.port, generation)
         try:
             self._check_conf(nginx)
         except errors.ConfigError:
@@ -193,7 +209,7 @@ class Gateway:
                 fsio.atomic_write(self.conf_file, previous)
             raise
         old_workers = set(_workers(record.pid))
-        record = _Record(record.pid, record.create_time, record.port, generation)
+        record = dataclasses.replace(record, generation=generation)
         self._save(record)
         os.kill(record.pid, signal.SIGHUP)
         deadline = time.monotonic() + RELOAD_TIMEOUT_S
@@ -215,7 +231,9 @@ class Gateway:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _write_conf(self, table: Sequence[routes_mod.Route], port: int, generation: int) -> None:
+    def _write_conf(
+        self, table: Sequence[routes_mod.Route], host: str, port: int, generation: int
+    ) -> None:
         # nginx workers of a root master run as `nobody` unless told otherwise; ours run as
         # the user who started the gateway, who owns the state dir.
         user = None
@@ -225,7 +243,12 @@ class Gateway:
 
             user = f"{pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name}"
         text = routes_mod.render(
-            table, port=port, prefix=str(self.state_dir), generation=generation, user=user
+            table,
+            host=host,
+            port=port,
+            prefix=str(self.state_dir),
+            generation=generation,
+            user=user,
         )
         fsio.atomic_write(self.conf_file, text)
 
@@ -245,7 +268,7 @@ class Gateway:
         self, record: _Record, deadline: float, proc: subprocess.Popen[bytes] | None
     ) -> None:
         """Until a new connection is answered by a worker of `record.generation`."""
-        url = f"http://127.0.0.1:{record.port}/_gateway/generation"
+        url = f"http://{record.host}:{record.port}/_gateway/generation"
         want = str(record.generation)
         last = "no answer"
         while time.monotonic() < deadline:
@@ -279,12 +302,18 @@ class Gateway:
         try:
             raw = self.state_file.read_bytes()[:MAX_STATE_BYTES]
             doc: Any = json.loads(raw)
-            return _Record(
-                int(doc["pid"]), float(doc["create_time"]), int(doc["port"]), int(doc["generation"])
+            record = _Record(
+                int(doc["pid"]),
+                float(doc["create_time"]),
+                int(doc["port"]),
+                int(doc["generation"]),
+                str(doc.get("host", "127.0.0.1")),
             )
+            socket.inet_aton(record.host)
+            return record
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise errors.ConfigError(
                 f"gateway record {self.state_file} is unreadable ({exc}); stop its nginx by "
                 "hand if one runs, then remove the file"

@@ -20,11 +20,11 @@ from mlops import errors
 
 MAX_ROUTES = 64
 MAX_BACKENDS = 16
-MAX_WEIGHT = 10_000
+MAX_WEIGHT = 1_000_000
 MAX_PREFIX_CHARS = 256
 # Paths the gateway answers itself (its generation probe); no route may claim them.
 RESERVED_PREFIX = "/_gateway"
-_PREFIX = re.compile(r"/[A-Za-z0-9._~/-]*")
+_PREFIX = re.compile(r"/[A-Za-z0-9._~/+-]*")
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})")
 # The engine's own limit on a request body (mlops.serving.config max_body_bytes).
 MAX_BODY_BYTES = 64 << 20
@@ -65,7 +65,7 @@ class Route:
         ):
             raise errors.ConfigError(
                 f"gateway route prefix {str(prefix)[:80]!r}: a path of letters, digits and "
-                f"._~/- starting with /, at most {MAX_PREFIX_CHARS} characters, no // . .."
+                f"._~/+- starting with /, at most {MAX_PREFIX_CHARS} characters, no // . .."
             )
         if prefix.startswith(RESERVED_PREFIX):
             raise errors.ConfigError(f"gateway route prefix {prefix}: {RESERVED_PREFIX} is ours")
@@ -120,10 +120,11 @@ def render(
     *,
     port: int,
     prefix: str,
+    host: str = "127.0.0.1",
     generation: int,
     user: str | None,
 ) -> str:
-    """nginx.conf for `routes` listening on 127.0.0.1:`port`, every file under `prefix`."""
+    """nginx.conf for `routes` listening on `host`:`port`, every file under `prefix`."""
     check_table(routes)
     upstreams: list[str] = []
     maps: list[str] = []
@@ -232,7 +233,7 @@ http {{
 
 {"".join(upstreams)}{"".join(maps)}
     server {{
-        listen 127.0.0.1:{port};
+        listen {host}:{port};
         location = /_gateway/generation {{
             default_type text/plain;
             return 200 '{generation}\\n';
