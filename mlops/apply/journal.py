@@ -7,6 +7,7 @@ outcome is re-run (every action is idempotent against live state).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -81,15 +82,20 @@ class Journal:
         directory = state_dir / JOURNAL_DIR
         directory.mkdir(parents=True, exist_ok=True)
         run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
-        # The exact plan is kept beside the journal: resume and promote never depend on the
-        # user's copy of the plan file still being there, or unchanged.
-        fsio.atomic_write(directory / f"{run_id}.plan.json", plan.model_dump_json(indent=1))
-        journal = cls(directory, run_id)
-        journal.append(Event.RUN_START, plan_digest=plan_digest(plan), source=source)
-        # The pointer's rename also makes the new journal file's name durable (one dir fsync).
-        fsio.atomic_write(
-            directory / POINTER, json.dumps({"run_id": run_id, "plan_digest": plan_digest(plan)})
-        )
+        try:
+            # The exact plan is kept beside the journal: resume and promote never depend on
+            # the user's copy of the plan file still being there, or unchanged.
+            fsio.atomic_write(directory / f"{run_id}.plan.json", plan.model_dump_json(indent=1))
+            journal = cls(directory, run_id)
+            journal.append(Event.RUN_START, plan_digest=plan_digest(plan), source=source)
+            # The pointer's rename also makes the new journal file's name durable (one dir
+            # fsync).
+            fsio.atomic_write(
+                directory / POINTER,
+                json.dumps({"run_id": run_id, "plan_digest": plan_digest(plan)}),
+            )
+        except OSError as exc:  # nothing acted yet: the run simply did not start
+            raise _unwritable(directory, exc) from None
         return journal
 
     @classmethod
@@ -129,10 +135,22 @@ class Journal:
         if data:
             record["data"] = data
         line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line.encode())
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise _unwritable(self.path, exc) from None
+        try:
+            size = os.fstat(fd).st_size
+            pending = memoryview(line.encode())
+            while pending:  # a short write (a disk filling up) is not a whole entry
+                pending = pending[os.write(fd, pending) :]
             os.fsync(fd)
+        except OSError as exc:
+            # No torn line is left behind for the next append to follow (that would read as
+            # a corrupt journal): the file goes back to its last whole entry.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise _unwritable(self.path, exc) from None
         finally:
             os.close(fd)
         self._entries.append(entry)
@@ -182,6 +200,13 @@ class Journal:
     def outcome(self) -> str | None:
         end = self.last(Event.RUN_END)
         return str(end.data.get("outcome")) if end else None
+
+
+def _unwritable(path: Path, exc: OSError) -> errors.MlopsError:
+    return errors.MlopsError(
+        f"cannot write the journal {path}: {exc.strerror or exc}; the step was not recorded: "
+        "free the space (or fix the cause), then re-run the same apply to resume"
+    )
 
 
 def _read(path: Path) -> list[Entry]:

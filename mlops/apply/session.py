@@ -52,7 +52,13 @@ def apply_plan(
         )
     state_dir = target.ws.ensure_state_dir()
     with lock.acquire(state_dir, plan=source, timeout=lock_timeout):
-        current = open_run(journal.Journal.current(state_dir))
+        latest = journal.Journal.current(state_dir)
+        if _ran_to_the_end(latest, plan):
+            assert latest is not None
+            # Killed after its outcome was journaled: the same plan again reports that outcome
+            # (a re-run after a crash cannot tell whether the crash came before or after it).
+            return _recorded(latest, plan)
+        current = open_run(latest)
         resumed = current is not None and current.plan_digest == journal.plan_digest(plan)
         if resumed:
             assert current is not None
@@ -74,6 +80,28 @@ def apply_plan(
             run = journal.Journal.create(state_dir, plan, source)
         hooks = _hooks(run, target, listeners)
         return executor.Executor(target, plan, run, hooks).execute(resumed=resumed)
+
+
+def _ran_to_the_end(latest: journal.Journal | None, plan: t.Plan) -> bool:
+    finished = (executor.Outcome.APPLIED, executor.Outcome.ROLLED_BACK, executor.Outcome.ABORTED)
+    return (
+        latest is not None
+        and latest.finished
+        and latest.outcome() in {o.value for o in finished}
+        and latest.plan_digest == journal.plan_digest(plan)
+    )
+
+
+def _recorded(run: journal.Journal, plan: t.Plan) -> executor.Result:
+    """The result a finished run of `plan` journaled, per model."""
+    models = {core.Address(a.address).model: executor.Outcome.APPLIED for a in plan.actions}
+    result = executor.Result(run.run_id, executor.Outcome(str(run.outcome())), models)
+    for entry in run.entries:
+        if entry.event is journal.Event.MODEL_STOPPED:
+            model = str(entry.data.get("model"))
+            result.models[model] = executor.Outcome(str(entry.data.get("outcome")))
+            result.reasons[model] = str(entry.data.get("reason", ""))
+    return result
 
 
 def _paused(current: journal.Journal | None, model: str) -> tuple[journal.Journal, str]:

@@ -70,6 +70,9 @@ class Session:
             # After the import: mlflow sets up its own loggers and would print table migrations.
             for noisy in ("mlflow", "alembic"):
                 logging.getLogger(noisy).setLevel(logging.WARNING)
+            # It logs a database error with its traceback before re-raising it (e.g. "database
+            # is locked"); the error is translated below and reported once, in one line.
+            logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
             self._client = self._translate("connect", MlflowClient, self.uri, self.uri)
         return self._client

@@ -1,0 +1,145 @@
+"""Fault tests (issue 15): the end-to-end workspace of tests/e2e (real MLflow on sqlite, real
+engine processes, the `mlops` CLI as a subprocess) with one fault injected from outside.
+
+The fixtures are tests/e2e's own (one trained-model set and one stable 1.0.0 template per
+session); the helpers here start the faults: a loopback HTTP server standing in for
+Prometheus, a full tmpfs, a wall-clock jump through libfaketime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import E2EWorkspace, models, stable_template, ws
+
+__all__ = ["models", "stable_template", "ws"]
+
+
+class FakePrometheus:
+    """A real HTTP server on a kernel-chosen loopback port that answers every request with
+    the body `answer()` returns (status 200, JSON content type): what a broken or empty
+    Prometheus sends back."""
+
+    def __init__(self, answer: Callable[[str], bytes]) -> None:
+        outer = self
+        self.answer = answer
+        self.requests = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _reply(self) -> None:
+                length = min(int(self.headers.get("content-length") or 0), 1 << 20)
+                self.rfile.read(length)
+                outer.requests += 1
+                body = outer.answer(self.path)
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _reply
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> FakePrometheus:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def can_mount() -> bool:
+    return os.geteuid() == 0 and shutil.which("mount") is not None
+
+
+@contextlib.contextmanager
+def full_tmpfs(directory: Path, size_kib: int = 256) -> Iterator[Callable[[], None]]:
+    """Mount a small tmpfs on `directory` (its files copied in first) and yield `fill`, which
+    takes every free byte of it (any later write: ENOSPC). Unmounted, with the files copied
+    back, at the end. Needs root (CI runs as root)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    saved = directory.parent / (directory.name + ".saved")
+    shutil.copytree(directory, saved)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(directory)],
+        check=True,
+        capture_output=True,
+    )
+    filler = directory / ".filler"
+
+    def fill() -> None:
+        with filler.open("wb", buffering=0) as out, contextlib.suppress(OSError):
+            while True:
+                out.write(b"\0" * 4096)
+
+    try:
+        for item in saved.iterdir():
+            if item.is_file():
+                shutil.copy2(item, directory / item.name)
+        yield fill
+    finally:
+        filler.unlink(missing_ok=True)
+        kept = directory.parent / (directory.name + ".kept")
+        shutil.copytree(directory, kept)
+        subprocess.run(["umount", str(directory)], check=True, capture_output=True)
+        shutil.rmtree(directory)
+        kept.rename(directory)
+        shutil.rmtree(saved)
+
+
+def free_disk(directory: Path) -> None:
+    (directory / ".filler").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def faketime_lib() -> Path:
+    """libfaketime (Debian package `faketime`), installed with apt-get as root when missing."""
+    path = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+    if not path.is_file() and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "faketime"],
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            capture_output=True,
+            timeout=600,
+        )
+    if not path.is_file():
+        found = sorted(Path("/usr/lib").rglob("libfaketime.so.1"))
+        if found:
+            return found[0]
+        if os.environ.get("CI"):
+            raise AssertionError("libfaketime is needed (apt-get install faketime, as root)")
+        pytest.skip("libfaketime not installed and not root")
+    return path
+
+
+def popen(ws: E2EWorkspace, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """`mlops ARGS` with extra environment (ws.start takes none)."""
+    process = subprocess.Popen(
+        ws.command(*args),
+        cwd=ws.root,
+        env={**ws.env(), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    ws.started.append(process)
+    return process
