@@ -27,7 +27,7 @@ import yaml
 GROUPS: dict[str, list[tuple[str, str]]] = {
     "v1": [("configmaps", "ConfigMap"), ("services", "Service"), ("pods", "Pod")],
     "apps/v1": [("deployments", "Deployment")],
-    "autoscaling/v2": [("horizontalpodautoscalers", "HorizontalPodAutoscaler")],
+    "keda.sh/v1alpha1": [("scaledobjects", "ScaledObject")],
     "gateway.networking.k8s.io/v1": [("httproutes", "HTTPRoute"), ("gateways", "Gateway")],
 }
 

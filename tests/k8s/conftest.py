@@ -25,12 +25,13 @@ SHA = "ab" * 32
 # The version's image as apply records it (MLflow tag image_digest), and a Triton release.
 IMAGE = "registry.example.com/ml/fraud-scorer@sha256:" + "cd" * 32
 TRITON = "nvcr.io/nvidia/tritonserver@sha256:" + "ef" * 32
-# Where a user (or CI) points at the official Gateway API CRDs, e.g. the release's
-# standard-install.yaml; the CRD is third-party and is not copied into this repository.
+# The official CRDs are third-party and are not copied into this repository: they are read
+# from the shared data beside the checkout (../shared/data, there on the team's machines and
+# in CI). MLOPS_GATEWAY_API_CRDS may name another Gateway API standard-install.yaml.
 CRD_ENV = "MLOPS_GATEWAY_API_CRDS"
-# Without the variable: the copy in the steering repository's shared/data, which sits beside
-# this repository on the team's machines and in CI (read from there, never copied in).
-DEFAULT_CRDS = ROOT.parent / "shared" / "data" / "gateway-api" / "standard-install-v1.4.1.yaml"
+SHARED = ROOT.parent / "shared" / "data"
+DEFAULT_CRDS = SHARED / "gateway-api" / "standard-install-v1.4.1.yaml"
+KEDA_CRD = SHARED / "keda" / "keda.sh_scaledobjects-v2.20.2.yaml"
 
 KLASS = {
     "ConfigMap": "V1ConfigMap",
@@ -146,22 +147,34 @@ def assert_core_valid(obj: dict[str, Any]) -> None:
     getattr(client, klass).model_validate(obj)  # extra="forbid" in the client's models
 
 
-def httproute_schema() -> dict[str, Any] | None:
-    """The v1 openAPIV3Schema of HTTPRoute from the official CRD file named by CRD_ENV,
-    made strict (unknown fields refused, as `fieldValidation=Strict` does)."""
-    path = os.environ.get(CRD_ENV) or str(DEFAULT_CRDS)
-    if not Path(path).is_file():
-        return None
-    for doc in yaml.safe_load_all(Path(path).read_text()):
+def crd_schema(kind: str, version: str = "v1") -> dict[str, Any]:
+    """The openAPIV3Schema of `kind` from the official CRD file, made strict (unknown fields
+    refused, as `fieldValidation=Strict` does). A missing file fails: no skip hides it."""
+    path = KEDA_CRD if kind == "ScaledObject" else Path(os.environ.get(CRD_ENV) or DEFAULT_CRDS)
+    if not path.is_file():
+        raise AssertionError(
+            f"official CRDs not found at {path}: the shared data must sit beside the checkout "
+            f"(../shared/data), or set {CRD_ENV} (third-party files, never vendored)"
+        )
+    for doc in yaml.safe_load_all(path.read_text()):
         if (doc or {}).get("kind") != "CustomResourceDefinition":
             continue
-        if doc["spec"]["names"]["kind"] != "HTTPRoute":
+        if doc["spec"]["names"]["kind"] != kind:
             continue
-        for version in doc["spec"]["versions"]:
-            if version["name"] == "v1":
-                schema: dict[str, Any] = _strict(version["schema"]["openAPIV3Schema"])
+        for item in doc["spec"]["versions"]:
+            if item["name"] == version:
+                schema: dict[str, Any] = _strict(item["schema"]["openAPIV3Schema"])
                 return schema
-    return None
+    raise AssertionError(f"{path} has no {kind} {version}")
+
+
+def crd_problems(obj: dict[str, Any]) -> list[str]:
+    """Problems of a custom object against its official CRD schema (empty: valid)."""
+    import jsonschema
+
+    group_version = obj["apiVersion"].split("/")[-1]
+    validator = jsonschema.Draft202012Validator(crd_schema(obj["kind"], group_version))
+    return [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(obj)]
 
 
 def _strict(node: Any) -> Any:

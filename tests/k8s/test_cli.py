@@ -30,10 +30,12 @@ def test_manifests_stdout_and_files(
     code, out, err = run(["manifests", "--model-version", "3", "--image", c.IMAGE], capsys)
     assert code == 0, err
     objects = list(yaml.safe_load_all(out))
-    kinds = ["ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler", "HTTPRoute"]
+    kinds = ["ConfigMap", "Deployment", "Service", "ScaledObject", "HTTPRoute"]
     assert [o["kind"] for o in objects] == kinds
-    for obj in objects[:4]:
+    for obj in objects[:3]:
         c.assert_core_valid(obj)
+    for obj in objects[3:]:
+        assert c.crd_problems(obj) == []
     assert objects[1]["spec"]["template"]["spec"]["containers"][0]["image"] == c.IMAGE
     assert "settings.json: |" in out  # readable, not an escaped one-liner
     (k8s_workspace / "mlops.yaml").write_text(

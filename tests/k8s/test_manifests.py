@@ -35,11 +35,13 @@ def test_every_core_object_is_valid(kind: str, engine: str) -> None:
         "ConfigMap",
         "Deployment",
         "Service",
-        "HorizontalPodAutoscaler",
+        "ScaledObject",
         "HTTPRoute",
     }
     for obj in objects.values():
-        if obj["kind"] != "HTTPRoute":
+        if obj["kind"] in ("HTTPRoute", "ScaledObject"):
+            assert c.crd_problems(obj) == []  # the official CRD schemas in ../shared/data
+        else:
             c.assert_core_valid(obj)
         labels = obj["metadata"]["labels"]
         assert labels[m.MANAGED_BY] == "mlops"
@@ -146,27 +148,44 @@ def test_gpu_deployment_requests_gpus_on_matching_nodes() -> None:
     assert objects["Deployment"]["metadata"]["labels"][m.VERSION] == "1.0.0-rc.1"
 
 
-def test_hpa_metrics() -> None:
-    cpu = render("cpu")["HorizontalPodAutoscaler"]["spec"]
-    assert (cpu["minReplicas"], cpu["maxReplicas"]) == (1, 4)
-    assert cpu["metrics"] == [
-        {
-            "type": "Pods",
-            "pods": {
-                "metric": {"name": "mlops_queue_depth"},
-                "target": {"type": "AverageValue", "averageValue": "8"},
-            },
-        }
-    ]
-    gpu = render("gpu")["HorizontalPodAutoscaler"]["spec"]["metrics"][0]["pods"]
-    assert gpu["metric"]["name"] == "DCGM_FI_DEV_GPU_UTIL"
-    assert gpu["target"]["averageValue"] == "70"  # 0.7 read as a fraction
+@pytest.mark.parametrize("engine", ["triton", "mlops"])
+def test_scaled_objects_scale_on_prometheus_without_an_adapter(engine: str) -> None:
+    cpu = render("cpu", engine=engine)["ScaledObject"]
+    assert cpu["apiVersion"] == "keda.sh/v1alpha1"
+    spec = cpu["spec"]
+    assert spec["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "fraud-scorer-v2-3-1",
+    }
+    # The CRD's CEL rule (jsonschema does not run CEL): min <= max.
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 4)
+    (trigger,) = spec["triggers"]
+    assert (trigger["type"], trigger["metricType"]) == ("prometheus", "AverageValue")
+    metadata = trigger["metadata"]
+    assert metadata["serverAddress"] == m.Options().prometheus_url
+    assert metadata["threshold"] == "8"
+    if engine == "mlops":
+        assert metadata["query"] == 'sum(mlops_queue_depth{model="fraud-scorer",version="2.3.1"})'
+    else:  # Triton's own queue metric, by its integer version
+        query = 'sum(nv_inference_pending_request_count{model="fraud-scorer",version="7"})'
+        assert metadata["query"] == query
+    gpu = render("gpu", engine=engine)["ScaledObject"]["spec"]["triggers"][0]
+    assert gpu["metricType"] == "Value" and gpu["metadata"]["threshold"] == "70"  # 0.7: 70%
+    assert gpu["metadata"]["query"].startswith('avg(DCGM_FI_DEV_GPU_UTIL{namespace="models",')
+    assert c.crd_problems(render("gpu", engine=engine)["ScaledObject"]) == []
+
+
+def test_gpu_utilization_without_a_gpu_is_refused() -> None:
+    d = c.deployment(autoscaling={"metric": "gpu_utilization", "target": 0.7})
+    with pytest.raises(errors.SpecError, match="needs an accelerator"):
+        k8s.render_manifests(d, c.registered(d), c.options())
 
 
 def test_fixed_replicas_without_autoscaling() -> None:
     d = c.deployment(replicas={"min": 3, "max": 3})
     objects = {o["kind"]: o for o in k8s.render_manifests(d, c.registered(d), c.options())}
-    assert "HorizontalPodAutoscaler" not in objects
+    assert "ScaledObject" not in objects
     assert objects["Deployment"]["spec"]["replicas"] == 3
     c.assert_core_valid(objects["Deployment"])
 

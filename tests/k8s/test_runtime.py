@@ -69,14 +69,15 @@ def test_runtime_sends_exactly_the_rendered_objects(
         "ConfigMap",
         "Deployment",
         "Service",
-        "HorizontalPodAutoscaler",
+        "ScaledObject",
         "ConfigMap",  # the model's remote-shadow file, before the route (empty: no shadow)
         "HTTPRoute",
     ]
     assert json.loads(sent[4]["data"]["shadow.json"]) == {"shadows": {}}
     assert sent[:4] == rendered[:4]
-    for obj in sent[:4]:
+    for obj in sent[:3]:
         c.assert_core_valid(obj)
+    assert c.crd_problems(sent[3]) == []
     pod = sent[1]["spec"]["template"]["spec"]
     assert pod["containers"][0]["image"] == c.IMAGE and "initContainers" not in pod
     assert sent[1]["metadata"]["annotations"]["mlops.dev/sha256"] == version.sha256

@@ -151,14 +151,15 @@ def labels(model: str, component: str, semver: str | None = None) -> dict[str, s
 
 
 def version_objects(version: VersionInput, options: Options) -> list[Obj]:
-    """ConfigMap, Deployment, Service and (when autoscaling) HPA, in apply order."""
+    """ConfigMap, Deployment, Service and (when autoscaling) a KEDA ScaledObject, in apply
+    order."""
     objects = [
         _config_map(version, options),
         _deployment(version, options),
         _service(version, options),
     ]
-    hpa = _hpa(version, options)
-    return [*objects, hpa] if hpa else objects
+    scaler = _scaled_object(version, options)
+    return [*objects, scaler] if scaler else objects
 
 
 def _meta(name: str, options: Options, lbl: Mapping[str, str], **extra: Any) -> Obj:
@@ -370,7 +371,7 @@ def _deployment(version: VersionInput, options: Options) -> Obj:
             "spec": pod,
         },
     }
-    if _hpa(version, options) is None:
+    if _scaled_object(version, options) is None:
         # With an autoscaler the replica count is its to set; applying one here would fight it.
         spec_ = {"replicas": version.serving.replicas.min, **spec_}
     meta = _meta(name, options, lbl, annotations=annotations)
@@ -403,31 +404,58 @@ def _service(version: VersionInput, options: Options) -> Obj:
     }
 
 
-def _hpa(version: VersionInput, options: Options) -> Obj | None:
+KEDA_API = "keda.sh/v1alpha1"
+
+
+def _scaled_object(version: VersionInput, options: Options) -> Obj | None:
+    """A KEDA ScaledObject with a Prometheus trigger (KEDA serves the metric to the HPA it
+    creates, so no Prometheus Adapter rule is needed); only when the spec autoscales between
+    two different counts. `queue_depth`: requests waiting in the version's batch queues
+    (engine `mlops_queue_depth`, Triton `nv_inference_pending_request_count`), summed over its
+    pods, `target` per replica. `gpu_utilization`: DCGM exporter's `DCGM_FI_DEV_GPU_UTIL`
+    averaged over the version's pods (percent; a target <= 1 is read as a fraction)."""
     serving = version.serving
     scaling, replicas = serving.autoscaling, serving.replicas
     if scaling is None or replicas.max == replicas.min:
         return None
-    if scaling.metric == "queue_depth":
-        metric, target = "mlops_queue_depth", scaling.target
-    else:
-        # DCGM exporter reports percent; a target <= 1 is read as a fraction.
-        metric = "DCGM_FI_DEV_GPU_UTIL"
-        target = scaling.target * 100 if scaling.target <= 1 else scaling.target
     name = workload_name(version.name, version.semver)
-    pods = {
-        "metric": {"name": metric},
-        "target": {"type": "AverageValue", "averageValue": _quantity(target)},
+    model = json.dumps(version.name)
+    if scaling.metric == "queue_depth":
+        if options.engine == "triton":
+            series = f"nv_inference_pending_request_count{{model={model},"
+            series += f'version="{version.model_version}"}}'
+        else:
+            series = f"mlops_queue_depth{{model={model},version={json.dumps(version.semver)}}}"
+        query, metric_type, target = f"sum({series})", "AverageValue", scaling.target
+    else:
+        if version.serving.hardware.accelerator == "none":
+            raise errors.SpecError(
+                f"{version.name}: autoscaling on gpu_utilization needs an accelerator"
+            )
+        pods = f'namespace="{options.namespace}",pod=~"{name}-[a-z0-9]+-[a-z0-9]+"'
+        query, metric_type = f"avg(DCGM_FI_DEV_GPU_UTIL{{{pods}}})", "Value"
+        target = scaling.target * 100 if scaling.target <= 1 else scaling.target
+    trigger = {
+        "type": "prometheus",
+        "name": scaling.metric.replace("_", "-"),
+        "metricType": metric_type,
+        "metadata": {
+            "serverAddress": options.prometheus_url,
+            "query": query,
+            "threshold": f"{target:g}",
+        },
     }
     return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
+        "apiVersion": KEDA_API,
+        "kind": "ScaledObject",
         "metadata": _meta(name, options, labels(version.name, SERVER, version.semver)),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "minReplicas": replicas.min,
-            "maxReplicas": replicas.max,
-            "metrics": [{"type": "Pods", "pods": pods}],
+            "minReplicaCount": replicas.min,
+            "maxReplicaCount": replicas.max,
+            "pollingInterval": 15,
+            "cooldownPeriod": 300,
+            "triggers": [trigger],
         },
     }
 

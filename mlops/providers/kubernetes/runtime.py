@@ -351,7 +351,7 @@ class KubernetesRuntime:
             self._apply_route(name, live.weights, live.shadow, drop=semver)
         workload = m.workload_name(name, semver)
         for api_version, kind, object_name in (
-            ("autoscaling/v2", "HorizontalPodAutoscaler", workload),
+            (m.KEDA_API, "ScaledObject", workload),
             ("v1", "Service", workload),
             (APPS, "Deployment", workload),
             ("v1", "ConfigMap", f"{workload}-config"),
