@@ -103,30 +103,45 @@ def measure(root: Path, *args: str) -> dict[str, Any]:
     }
 
 
+def prepare(root: Path, rows: int) -> None:
+    """Workspace and data files, in a child process: Linux keeps a process's peak RSS across
+    exec, so the children measured below must be forked from a small parent."""
+    workspace(root)
+    sizes = {
+        "small": live_file(root / "data" / "small.npz", 1_000),
+        "large": live_file(root / "data" / "live.npz", rows),
+    }
+    (root / "sizes.json").write_text(json.dumps(sizes))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--prepare", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.prepare is not None:
+        prepare(args.prepare, args.rows)
+        return 0
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
         root = Path(tmp) / "ws"
-        workspace(root)
-        small_bytes = live_file(root / "data" / "small.npz", 1_000)
-        large_bytes = live_file(root / "data" / "live.npz", args.rows)
+        command = [sys.executable, __file__, "--prepare", str(root), "--rows", str(args.rows)]
+        subprocess.run(command, check=True)
+        sizes = json.loads((root / "sizes.json").read_text())
         as_json = ("--format", "json")
         runs = [
             (
                 "1,000 rows (baseline)",
-                small_bytes,
+                sizes["small"],
                 measure(root, "--data", "data/small.npz", *as_json),
             ),
             (
                 f"{args.rows:,} rows",
-                large_bytes,
+                sizes["large"],
                 measure(root, "--data", "data/live.npz", *as_json),
             ),
             (
                 f"{args.rows:,} rows + HTML report",
-                large_bytes,
+                sizes["large"],
                 measure(root, "--data", "data/live.npz", "--report", "drift.html"),
             ),
         ]

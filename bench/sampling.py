@@ -60,6 +60,22 @@ class SamplingEngine(Server):
         return sum(int(v["rows"]) for v in json.loads(body)["versions"])
 
 
+def offer_cost(calls: int = 1_000_000) -> float:
+    """Nanoseconds per `Sampler.offer` at the default rate (the whole per-request cost in
+    the hot path, copies of sampled rows included), measured in this process."""
+    import numpy as np
+
+    from mlops.serving import sampling
+
+    sampler = sampling.Sampler(seed=0)
+    feeds = {"input": np.zeros((1, 30), dtype=np.float32)}
+    offer = sampler.offer
+    started = time.perf_counter()
+    for _ in range(calls):
+        offer("tiny", "1.0.0", feeds, 1)
+    return (time.perf_counter() - started) / calls * 1e9
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -84,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             for label, rate in RATES.items()
         }
         runs: dict[str, list[WrkResult]] = {label: [] for label in RATES}
+        cpu_us: dict[str, list[float]] = {label: [] for label in RATES}
         try:
             for engine in engines.values():  # warm every engine up once
                 run_wrk(engine.infer_url("tiny"), body, CONNECTIONS, 2)
@@ -91,9 +108,16 @@ def main(argv: list[str] | None = None) -> int:
                 order = list(engines)
                 order = order[round_ % len(order) :] + order[: round_ % len(order)]
                 for label in order:
-                    result = run_wrk(engines[label].infer_url("tiny"), body, CONNECTIONS, seconds)
+                    engine = engines[label]
+                    before = engine.cpu_seconds()
+                    result = run_wrk(engine.infer_url("tiny"), body, CONNECTIONS, seconds)
+                    per_request = (engine.cpu_seconds() - before) / max(result.requests, 1) * 1e6
                     runs[label].append(result)
-                    log(f"round {round_ + 1}/{rounds} {label}: {result.rps:.0f} req/s")
+                    cpu_us[label].append(per_request)
+                    log(
+                        f"round {round_ + 1}/{rounds} {label}: {result.rps:.0f} req/s, "
+                        f"{per_request:.0f} us CPU/request"
+                    )
             rows = {label: engine.sampled_rows() for label, engine in engines.items()}
         finally:
             for engine in engines.values():
@@ -101,20 +125,29 @@ def main(argv: list[str] | None = None) -> int:
     rps = {label: statistics.median(r.rps for r in results) for label, results in runs.items()}
     p99 = {label: statistics.median(r.p99_ms for r in results) for label, results in runs.items()}
     errors = {label: sum(r.errors for r in results) for label, results in runs.items()}
+    cpu = {label: statistics.median(values) for label, values in cpu_us.items()}
+    offer_ns = offer_cost()
     off = rps["off"]
     lines = [
-        f"| sampling | req/s (median of {rounds} x {seconds} s) | vs off | p99 ms | rows held |",
-        "|---|---:|---:|---:|---:|",
+        f"| sampling | req/s (median of {rounds} x {seconds} s) | vs off | server CPU us/req "
+        "| vs off | p99 ms | rows held |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for label in RATES:
         cost = 1 - rps[label] / off
+        cpu_cost = cpu[label] / cpu["off"] - 1
         lines.append(
-            f"| {label} | {rps[label]:.0f} | {-cost:+.1%} | {p99[label]:.2f} | {rows[label]} |"
+            f"| {label} | {rps[label]:.0f} | {-cost:+.1%} | {cpu[label]:.0f} | {cpu_cost:+.1%} "
+            f"| {p99[label]:.2f} | {rows[label]} |"
         )
     default_cost = 1 - rps["default (0.05)"] / off
     verdict = "PASS" if default_cost <= GOAL else "MISS"
     lines.append("")
     lines.append(f"Default rate costs {default_cost:.1%} of req/s (goal <= {GOAL:.0%}): {verdict}")
+    lines.append(
+        f"Sampler.offer in-process at the default rate, one-row request: {offer_ns:.0f} ns "
+        f"per request = {offer_ns / 1000 / cpu['off']:.2%} of the engine's CPU per request."
+    )
     print("\n".join(lines))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     document = {
@@ -127,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         "median_p99_ms": p99,
         "errors": errors,
         "rows_held": rows,
+        "median_cpu_us_per_request": cpu,
+        "offer_ns": offer_ns,
         "default_cost": default_cost,
         "runs": {label: [asdict(r) for r in results] for label, results in runs.items()},
     }
