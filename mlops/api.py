@@ -754,6 +754,20 @@ def manifests(
     )
 
 
+def controller_rbac(
+    *, workspace: str | Path | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The controller's ServiceAccount, Role and RoleBinding (least privilege, its namespace
+    only) and a note on what they leave out (a Gateway in another namespace), or None."""
+    from mlops import workspace as ws_mod
+    from mlops.providers.kubernetes import rbac
+    from mlops.providers.kubernetes import runtime as kubernetes
+
+    ws = ws_mod.open_workspace(workspace)
+    options = kubernetes.options_for(ws)
+    return rbac.controller_rbac(options), rbac.gateway_note(options)
+
+
 def manifests_yaml(objects: Sequence[Mapping[str, Any]]) -> str:
     """Kubernetes objects as one multi-document YAML text, as `kubectl apply -f` reads it."""
     from mlops.providers.kubernetes import runtime as kubernetes

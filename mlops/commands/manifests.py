@@ -15,6 +15,7 @@ Examples:
   mlops manifests                          every spec under specs/, YAML on stdout
   mlops manifests specs/fraud-scorer.yaml | kubectl apply --dry-run=server -f -
   mlops manifests -o deploy/               deploy/NAME/*.yaml + deploy/NAME/config.pbtxt
+  mlops manifests --rbac | kubectl apply -f -   the controller's ServiceAccount, Role, RoleBinding
   mlops manifests --model-version 3 --image registry.example.com/fraud-scorer@sha256:...
                                            a version not registered or built yet
 
@@ -36,6 +37,11 @@ version.
     help="Serving engine: the mlops engine (default) or NVIDIA Triton.",
 )  # fmt: skip
 @click.option(
+    "--rbac", is_flag=True, default=False,
+    help="Print the controller's ServiceAccount, Role and RoleBinding (its namespace only, no "
+    "wildcards) instead of the model objects.",
+)  # fmt: skip
+@click.option(
     "--image", default=None, metavar="REF@sha256:...",
     help="The version's image by digest, for a version whose image is not recorded yet.",
 )  # fmt: skip
@@ -51,9 +57,21 @@ def command(
     engine: str | None,
     model_version: int | None,
     image: str | None,
+    rbac: bool,
 ) -> None:
-    """Print (or write) the Deployment, Service, HPA, ConfigMap and HTTPRoute of each spec."""
+    """Print (or write) the Deployment, Service, ScaledObject, ConfigMap and HTTPRoute of each
+    spec, or with --rbac the controller's least-privilege Role."""
     run = cli.run_context(ctx)
+    if rbac:
+        if paths or out is not None or engine or model_version or image:
+            raise errors.UsageError(
+                "--rbac takes no paths, -o, --engine, --model-version or --image"
+            )
+        objects, note = api.controller_rbac(workspace=run.workspace)
+        if note:
+            click.echo(f"Note: {note}", err=True)
+        click.echo(api.manifests_yaml(objects), nl=False)
+        return
     rendered = api.manifests(
         list(paths),
         workspace=run.workspace,

@@ -37,8 +37,8 @@ class ApiServer:
         self.store: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.applied: list[dict[str, Any]] = []  # bodies exactly as received
         self.calls: list[tuple[str, str, dict[str, list[str]]]] = []
-        # (verb, API group, resource, namespace) as RBAC would authorize each request.
-        self.verbs: list[tuple[str, str, str, str]] = []
+        # (verb, API group, resource, namespace, name) as RBAC would authorize each request.
+        self.verbs: list[tuple[str, str, str, str, str]] = []
         self.owners: dict[tuple[str, str, str], dict[str, str]] = {}  # leaf path -> manager
         self.lock = threading.Lock()
         server = self
@@ -164,10 +164,10 @@ class ApiServer:
         key = (plural, namespace, name or "")
         group = gv.split("/")[0] if "/" in gv else ""
         verb = {"PATCH": "patch", "DELETE": "delete"}.get(method) or ("get" if name else "list")
-        self.verbs.append((verb, group, plural, namespace))
+        self.verbs.append((verb, group, plural, namespace, name or ""))
         if method == "PATCH":
             if key not in self.store:
-                self.verbs.append(("create", group, plural, namespace))
+                self.verbs.append(("create", group, plural, namespace, name or ""))
             return self.apply(key, gv, kind, yaml.safe_load(body), query)
         if method == "DELETE":
             if key not in self.store:

@@ -38,6 +38,9 @@ KLASS = {
     "Deployment": "V1Deployment",
     "Service": "V1Service",
     "HorizontalPodAutoscaler": "V2HorizontalPodAutoscaler",
+    "ServiceAccount": "V1ServiceAccount",
+    "Role": "V1Role",
+    "RoleBinding": "V1RoleBinding",
 }
 
 

@@ -485,7 +485,10 @@ class KubernetesRuntime:
         if gateway is None:
             return {"ref": None, "address": None, "missing": "kubernetes.gateway_ref in mlops.yaml"}
         ref = f"{gateway.namespace + '/' if gateway.namespace else ''}{gateway.name}"
-        live = self.cluster.get(ROUTES, "Gateway", gateway.name, gateway.namespace)
+        try:
+            live = self.cluster.get(ROUTES, "Gateway", gateway.name, gateway.namespace)
+        except errors.ConfigError as exc:  # 403: the Role covers only its own namespace
+            return {"ref": ref, "address": None, "missing": f"cannot read Gateway {ref}: {exc}"}
         if live is None:
             return {"ref": ref, "address": None, "missing": f"Gateway {ref} does not exist"}
         addresses = (live.get("status") or {}).get("addresses") or []
