@@ -183,7 +183,7 @@ def _policy_lines(rule_set: policy_load.PolicySet, result: policy_evaluate.Resul
     from mlops.render import base
 
     return base.ReviewPolicy(
-        sources=tuple(rule_set.sources),
+        sources=tuple(_shown_path(source) for source in rule_set.sources),
         rules=result.rules_checked,
         passed=result.passed(),
         violations=[
@@ -195,6 +195,14 @@ def _policy_lines(rule_set: policy_load.PolicySet, result: policy_evaluate.Resul
         ],
         notes=list(result.notes),
     )
+
+
+def _shown_path(source: str) -> str:
+    """A policy file as a reviewer reads it: relative to the current directory if inside."""
+    import os
+
+    relative = os.path.relpath(source) if os.path.isabs(source) else source
+    return source if relative.startswith("..") else relative
 
 
 def check_approvals(ws: Workspace, plan: Plan, plan_path: Path | None) -> list[dict[str, object]]:

@@ -56,10 +56,9 @@ def cost(capacity: r.Capacity) -> str | None:
     def amount(value: float | None) -> str:
         return "unpriced" if value is None else f"{value:,.4g}"
 
-    text = (
-        f"{money} {amount(priced.hourly_before)}/h -> {amount(priced.hourly_after)}/h, "
-        f"rollout {amount(priced.rollout)}"
-    )
+    text = f"{money} {amount(priced.hourly_before)}/h -> {amount(priced.hourly_after)}/h"
+    if priced.rollout != 0:
+        text += f", rollout {amount(priced.rollout)}"
     if priced.unpriced:
         text += f" (no price for {', '.join(priced.unpriced)})"
     return text

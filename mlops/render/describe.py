@@ -73,7 +73,10 @@ def action(action: t.Action) -> str:
             wait = after.after_seconds
             return f"unload {after.semver}" + (f" after {format_duration(wait)}" if wait else "")
         case t.UpdateConfigPayload():
-            return _config_change(before, after)
+            changed = _config_change(before, after)
+            # Hardware and autoscaling are not settings: the reason names them (display only).
+            serving = action.reason.partition(" (")[2].rstrip(")")
+            return serving if changed == "settings" and serving else changed
         case t.ScaleEnginePayload():
             return _engine_change(before, after)
         case t.BuildImagePayload():

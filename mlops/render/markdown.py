@@ -139,7 +139,7 @@ def _capacity(plan: t.Plan) -> Iterator[str]:
             f"{'+' + peak if peak != '-' else peak} | {rollout} |"
         )
     peak = capacity_view.resources(total.peak_extra)
-    rollout = capacity_view.usage(total.rollout)
+    rollout = capacity_view.usage(total.rollout) if total.rollout != type(total.rollout)() else "-"
     yield (
         f"| **total** | | {capacity_view.change(total.before, total.after)} | "
         f"{'+' + peak if peak != 'nothing' else '-'} | {rollout} |"
