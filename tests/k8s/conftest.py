@@ -1,6 +1,6 @@
 """Fixtures for the kubernetes target: specs written inline (CPU and GPU), registered versions,
 and validators against the official schemas (the `kubernetes` client's strict models and
-kubernetes-validate's OpenAPI JSON schemas of Kubernetes 1.30)."""
+kubernetes-validate's OpenAPI JSON schemas of two Kubernetes releases)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ from mlops.spec import models as spec
 from mlops.state import models as state
 
 ROOT = Path(__file__).resolve().parents[2]
-K8S_VERSION = "1.30"
+# kubernetes-validate's strict schemas of two Kubernetes releases: an older supported one and
+# a recent one, so a field that moved or was removed between them shows up.
+K8S_VERSIONS = ("1.30", "1.34")
 SHA = "ab" * 32
 # The version's image as apply records it (MLflow tag image_digest), and a Triton release.
 IMAGE = "registry.example.com/ml/fraud-scorer@sha256:" + "cd" * 32
@@ -137,12 +139,14 @@ def options(**overrides: Any) -> m.Options:
 
 
 def assert_core_valid(obj: dict[str, Any]) -> None:
-    """A core/apps/autoscaling object must pass kubernetes-validate (official OpenAPI schema,
-    strict: unknown fields refused) and deserialize into the client's model losing nothing."""
+    """A built-in object must pass kubernetes-validate (official OpenAPI schema, strict:
+    unknown fields refused) for every version in K8S_VERSIONS and deserialize into the
+    client's model losing nothing."""
     import kubernetes_validate
     from kubernetes import client
 
-    kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    for version in K8S_VERSIONS:
+        kubernetes_validate.validate(obj, version, strict=True)
     api = client.ApiClient()
     klass = KLASS[obj["kind"]]
     model = api.deserialize(json.dumps(obj), klass, "application/json")

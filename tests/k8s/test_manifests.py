@@ -237,3 +237,51 @@ def test_names_are_dns_labels() -> None:
     assert len(long) <= 63 and long[0].isalpha() and long[-1].isalnum()
     assert m.workload_name("x", "1.0.0-rc.1") != m.workload_name("x", "1.0.0-rc-1")
     assert m.label_value("1.0.0+build.5") == "1.0.0_build.5"
+
+
+def every_rendered_object() -> list[dict[str, Any]]:
+    """Everything mlops renders: both specs on both engines, with and without a shadow, the
+    model's shadow ConfigMap and the controller's RBAC."""
+    from mlops.providers.kubernetes import rbac
+    from mlops.providers.kubernetes import route as r
+    from mlops.state import models as state
+
+    shadow = state.ShadowRoute(version="2.3.1", percent=50)
+    out: list[dict[str, Any]] = []
+    for engine in ("mlops", "triton"):
+        options = c.options(engine=engine)
+        for make in SPECS.values():
+            d = make()
+            out += k8s.render_manifests(d, c.registered(d), options)
+        cpu = c.cpu_spec()
+        out += k8s.render_manifests(cpu, c.registered(cpu), options, shadow=shadow)
+        out.append(r.shadow_config("fraud-scorer", shadow, options))
+        out += rbac.controller_rbac(options)
+    return out
+
+
+def test_every_rendered_object_passes_the_official_schemas() -> None:
+    """kubernetes-validate strict for two Kubernetes versions on every built-in object; the
+    official CRD schema (../shared/data) on every custom one."""
+    objects = every_rendered_object()
+    kinds = {obj["kind"] for obj in objects}
+    assert kinds == {
+        "ConfigMap", "Deployment", "Service", "ScaledObject", "HTTPRoute",
+        "ServiceAccount", "Role", "RoleBinding",
+    }  # fmt: skip
+    for obj in objects:
+        if obj["kind"] in ("HTTPRoute", "ScaledObject"):
+            assert c.crd_problems(obj) == [], obj["metadata"]["name"]
+        else:
+            c.assert_core_valid(obj)
+        assert all("@sha256:" in ref for ref in image_references(obj))
+
+
+def test_strict_validation_catches_an_unknown_field() -> None:
+    import kubernetes_validate
+
+    deployment = render("cpu")["Deployment"]
+    deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    for version in c.K8S_VERSIONS:
+        with pytest.raises(kubernetes_validate.ValidationError):
+            kubernetes_validate.validate(deployment, version, strict=True)
