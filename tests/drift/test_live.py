@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.drift import conftest, live
@@ -67,3 +68,13 @@ def test_live_needs_enough_samples_and_one_source(tmp_path: Path, run: Runner) -
         few = run("-C", str(root), "drift", conftest.NAME, "--live")
         assert few.code == 1
         assert "needed for a verdict" in few.err
+        # Live inputs are users' data: the admin address with its token, nowhere else.
+        path = f"/v2/samples/{conftest.NAME}/{conftest.VERSION}"
+        (admin_url,) = rt.worker_admin_urls()
+        assert httpx.get(rt.inference_url() + path).status_code == 403
+        assert httpx.get(admin_url + path).status_code == 403
+        assert httpx.put(admin_url + path, json={"features": []}).status_code == 403
+        token = {"authorization": f"Bearer {rt.process.admin_token()}"}
+        assert httpx.get(admin_url + path, headers=token).status_code == 200
+        missing = httpx.get(admin_url + "/v2/samples/other/1.0.0", headers=token)
+        assert missing.status_code == 404
