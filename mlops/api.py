@@ -618,7 +618,12 @@ def apply(
 
     # What was applied is what the next plan compares hardware and autoscaling with.
     done = {m: o is executor.Outcome.APPLIED for m, o in result.models.items()}
-    served.record(ws.ensure_state_dir(), saved, done)
+    # The run's outcome stands if the record cannot be written: the next plan then compares
+    # with the older record and plans the (idempotent) in-place update again.
+    import contextlib
+
+    with contextlib.suppress(OSError):
+        served.record(ws.ensure_state_dir(), saved, done)
     return result
 
 
