@@ -375,9 +375,7 @@ def _with_served(desired: list[Desired], ws: Workspace) -> list[Desired]:
     from mlops.apply import served
 
     records = served.read(ws.state_dir)
-    return [
-        dataclasses.replace(item, served=records.get(item.deployment.name)) for item in desired
-    ]
+    return [dataclasses.replace(item, served=records.get(item.deployment.name)) for item in desired]
 
 
 def _missing_accelerators(ws: Workspace, loaded: Sequence[LoadedSpec]) -> list[str]:
