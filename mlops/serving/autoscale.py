@@ -45,6 +45,7 @@ from mlops.spec import engine as engine_settings
 log = logging.getLogger("mlops.serving")
 
 EVENTS_FILE = "scale-events.jsonl"
+TARGETS_FILE = "scrape-targets.json"  # Prometheus file_sd of the workers' admin addresses
 POLICY_FILE = "autoscale.json"  # the policy in effect, for `mlops status` (written here)
 MAX_EVENTS = 200
 MAX_SETTINGS_BYTES = 1 << 20
@@ -295,9 +296,12 @@ class Controller:
         """`workers`: index -> pid of the workers the pool keeps (not the draining ones)."""
         if now - self._policy_read >= POLICY_REFRESH_S:
             self._refresh_policy(now)
-        if self._scaler is None or now < self._next_sample:
+        if now < self._next_sample:
             return None
         self._next_sample = now + SAMPLE_S
+        self._sync_targets(workers)
+        if self._scaler is None:
+            return None
         reading = self._read(now, workers)
         if reading is None:
             return None
@@ -351,6 +355,34 @@ class Controller:
             del self._cpu[gone]
         cpu = _mean(cpus) if len(cpus) == len(workers) else None
         return Load(now, inflight, cpu)
+
+    def _sync_targets(self, workers: Mapping[int, int]) -> None:
+        """Keep STATE_DIR/scrape-targets.json (Prometheus file_sd) on the announced workers,
+        in the format the controller writes (providers/metrics/prometheus.py)."""
+        urls = []
+        for index in sorted(workers):
+            try:
+                with (self.state_dir / f"worker-{index}.json").open("rb") as handle:
+                    doc = json.loads(handle.read(4096))
+                if doc.get("pid") == workers[index]:
+                    urls.append(str(doc["admin_url"]))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                continue
+        groups = [
+            {"targets": [url.removeprefix("http://")], "labels": {"replica": str(i)}}
+            for i, url in enumerate(urls)
+        ]
+        text = json.dumps(groups)
+        path = self.state_dir / TARGETS_FILE
+        try:
+            if path.read_text() == text:
+                return
+        except OSError:
+            pass
+        try:
+            fsio.atomic_write(path, text)
+        except OSError as exc:
+            log.error("cannot write %s: %s", path, exc)
 
     def _load_of(self, index: int) -> float | None:
         import http.client

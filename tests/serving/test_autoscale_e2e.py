@@ -8,6 +8,7 @@ for each scale event (with a generous safety deadline) and checks what was recor
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -112,8 +113,13 @@ def test_local_autoscaling_adds_a_worker_under_a_load_step_and_removes_it_after(
     assert (
         "requests in flight per worker > target 2" in event["reason"] or "CPU" in event["reason"]
     ), event
-    workers = {url for url in ws.admin_urls()}
+    workers = set(ws.admin_urls())
     assert len(workers) == 2, workers
+    # Prometheus (file_sd) follows the workers the supervisor added.
+    targets = json.loads((ws.root / ".mlops" / "engine" / "scrape-targets.json").read_text())
+    assert {t for group in targets for t in group["targets"]} == {
+        url.removeprefix("http://") for url in workers
+    }
 
     with clients(ws, count=1, pause=0.05) as trickle:
         down = wait_for(ws, "scale-down", lambda s: autoscaled(s, 2, 1))

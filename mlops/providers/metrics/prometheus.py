@@ -29,6 +29,7 @@ BINARY = "/usr/bin/prometheus"
 START_TIMEOUT_S = 30.0
 QUERY_TIMEOUT_S = 5.0
 SCRAPE_INTERVAL_S = 1.0
+TARGETS_FILE = "scrape-targets.json"
 
 
 def installed() -> bool:
@@ -43,7 +44,9 @@ class PrometheusServer:
         self.directory = workspace.state_dir / "prometheus"
         self.record_file = workspace.state_dir / "prometheus.json"
         self.log_file = workspace.state_dir / "logs" / "prometheus.log"
-        self.targets_file = self.directory / "targets.json"
+        # In the engine's state directory: its supervisor rewrites it when workers come and
+        # go (autoscaling, serving/autoscale.py), apply when it starts or scales the engine.
+        self.targets_file = workspace.state_dir / "engine" / TARGETS_FILE
 
     @property
     def url(self) -> str:
@@ -94,13 +97,10 @@ class PrometheusServer:
     def sync_targets(self) -> list[str]:
         """Write the engine's worker admin addresses as scrape targets (atomic replace)."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.targets_file.parent.mkdir(parents=True, exist_ok=True)
         record = engine_process.EngineProcess(self.workspace).record()
         urls = record.admin_urls() if record else []
-        groups = [
-            {"targets": [url.removeprefix("http://")], "labels": {"replica": str(i)}}
-            for i, url in enumerate(urls)
-        ]
-        fsio.atomic_write(self.targets_file, json.dumps(groups))
+        fsio.atomic_write(self.targets_file, target_groups(urls))
         return urls
 
     def stop(self) -> bool:
@@ -166,6 +166,15 @@ class PrometheusServer:
             time.sleep(0.1)
         self.stop()
         raise errors.TransientError(f"Prometheus was not ready within {START_TIMEOUT_S:.0f}s")
+
+
+def target_groups(urls: list[str]) -> str:
+    """file_sd JSON for these admin URLs (serving/autoscale.py writes the same text)."""
+    groups = [
+        {"targets": [url.removeprefix("http://")], "labels": {"replica": str(i)}}
+        for i, url in enumerate(urls)
+    ]
+    return json.dumps(groups)
 
 
 def _free_port() -> int:
