@@ -46,6 +46,7 @@ LABEL_MLOPS = "io.mlops.version"
 LABEL_COMMIT = "io.mlops.source.commit"
 ENGINE_REPOSITORY = "localhost/mlops-engine"
 BUILD_TIMEOUT_S = 1800
+PROBE_TIMEOUT_S = 60.0
 MAX_SETTINGS_BYTES = 1 << 20
 PROBE = (
     "import json, os, platform, sys; print(json.dumps([*sys.version_info[:2], "
@@ -321,23 +322,7 @@ class ImageBuilder:
     def _probe(self, base_id: str) -> wheels.Target:
         """Python version, machine and glibc of the base, asked once per base image."""
         cached = self.cache_dir / "probe" / f"{base_id.removeprefix('sha256:')}.json"
-        if cached.is_file():
-            raw = cached.read_text()
-        else:
-            try:
-                out = self.client.containers.run(
-                    base_id,
-                    entrypoint=["python3", "-c", PROBE],
-                    command=[],
-                    remove=True,
-                    network_mode="host",
-                    ulimits=container.ulimits(),
-                )
-            except docker.errors.DockerException as exc:
-                raise image_errors.ImageBuildError(
-                    f"the base image {self.config.base} cannot run python3: {_one_line(str(exc))}"
-                ) from exc
-            raw = out.decode().strip() if isinstance(out, bytes) else str(out)
+        raw = cached.read_text() if cached.is_file() else self._run_probe(base_id)
         try:
             major, minor, machine, libc = json.loads(raw)
             glibc = re.fullmatch(r"glibc (\d+)\.(\d+)", libc)
@@ -350,6 +335,40 @@ class ImageBuilder:
         cached.parent.mkdir(parents=True, exist_ok=True)
         cached.write_text(raw)
         return wheels.Target(int(major), int(minor), str(machine), (int(glibc[1]), int(glibc[2])))
+
+    def _run_probe(self, base_id: str) -> str:
+        """The probe's output. Created, started and waited for by polling, then removed: with
+        `run(remove=True)` podman sometimes reports exit status -1 for a container that ran
+        fine (it was removed before the wait read its status); the output decides."""
+        try:
+            probe = self.client.containers.create(
+                base_id,
+                entrypoint=["python3", "-c", PROBE],
+                command=[],
+                network_mode="host",
+                ulimits=container.ulimits(),
+            )
+        except docker.errors.DockerException as exc:
+            raise image_errors.ImageBuildError(
+                f"the base image {self.config.base} cannot run python3: {_one_line(str(exc))}"
+            ) from exc
+        try:
+            probe.start()
+            deadline = time.monotonic() + PROBE_TIMEOUT_S
+            while time.monotonic() < deadline:
+                probe.reload()
+                if probe.status in ("exited", "dead", "stopped"):
+                    break
+                time.sleep(0.1)
+            out = probe.logs(stdout=True, stderr=False)
+            return out.decode(errors="replace").strip() if isinstance(out, bytes) else str(out)
+        except docker.errors.DockerException as exc:
+            raise image_errors.ImageBuildError(
+                f"the base image {self.config.base} cannot run python3: {_one_line(str(exc))}"
+            ) from exc
+        finally:
+            with suppress(docker.errors.DockerException):
+                probe.remove(force=True)
 
     def _build(self, tar: IO[bytes], tag: str, labels: Mapping[str, str]) -> str:
         lines: list[str] = []

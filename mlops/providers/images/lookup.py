@@ -4,6 +4,7 @@ one connection, one manifest and one config read per version looked up."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from mlops.providers import base as provider_base
@@ -13,6 +14,7 @@ from mlops.providers.images import registry as oci
 from mlops.state import models as state
 
 MAX_QUERIES = 1_000  # versions in one lookup (one per spec)
+_SHA256 = re.compile(r"[0-9a-f]{64}")  # a label anyone could set: anything else is no match
 
 
 class RegistryImages:
@@ -60,9 +62,7 @@ def _read(client: oci.RegistryClient, image: state.ImageState, sha256: str) -> s
     if labels.get(builder.LABEL_SHA256) != sha256:
         return image
     settings = labels.get(builder.LABEL_SETTINGS)
+    valid = isinstance(settings, str) and _SHA256.fullmatch(settings) is not None
     return image.model_copy(
-        update={
-            "digest": manifest.digest,
-            "settings_sha256": settings if isinstance(settings, str) else None,
-        }
+        update={"digest": manifest.digest, "settings_sha256": settings if valid else None}
     )
