@@ -101,3 +101,17 @@ clean:
 fuzz: venv
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -p no:cacheprovider tests/fuzz \
 	  --hypothesis-show-statistics --durations=0 $(PYTEST_ARGS)
+
+# Every benchmark in bench/ (engine side by side with MLServer, plan at scale, registry,
+# rollout, images, drift, ...) and one table of each figure against its goal:
+# bench/results.md, with the last soak and fuzz results. QUICK=1: quick settings.
+.PHONY: bench
+bench: venv system-deps
+	QUICK=$${QUICK:-} $(BIN)/python bench/run.py
+
+# Promote/rollback cycles under steady load for SOAK_SECONDS (default 600): failed requests,
+# memory, descriptors and threads of the engine and the controller; then SOAK_CRASH_POINTS
+# (default 200) random crash points (tests/e2e/test_crash_points.py). bench/RESULTS-soak.md.
+.PHONY: soak
+soak: venv
+	$(BIN)/python bench/soak.py
