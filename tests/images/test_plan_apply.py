@@ -272,3 +272,32 @@ def test_an_unreachable_registry_stops_the_plan_with_one_line(
     assert shown.code == 1
     errors = [line for line in shown.err.splitlines() if line.strip()]
     assert len(errors) == 1 and "127.0.0.1" in errors[0], shown.err
+
+
+def test_images_added_after_a_deployment_build_the_stable_version_alone(
+    tmp_path: Path,
+    example: Example,
+    base: str,
+    stack: services.Services,
+    environment: None,
+    cli: support.Runner,
+) -> None:
+    ws = make_workspace(tmp_path / "ws", example, base, f"{stack.registry}/later")
+    config = (ws.root / "mlops.yaml").read_text()
+    (ws.root / "mlops.yaml").write_text(config.split("images:")[0])  # no images: yet
+    try:
+        ws.write("1.0.0")
+        assert cli("-C", str(ws.root), "apply", "--auto-approve", "specs").code == 0
+        assert ws.version("1.0.0") == (None, None)
+        (ws.root / "mlops.yaml").write_text(config)
+        plan = ws.plan()
+        assert kinds(plan) == ["build_image", "push_image"]
+        assert plan.models[NAME].strategy == "image"
+        applied = cli("-C", str(ws.root), "apply", "--auto-approve", "specs")
+        assert applied.code == 0, applied.err
+        digest, _ = ws.version("1.0.0")
+        found = manifest(ws.repository, "1.0.0")
+        assert found is not None and digest == found.digest
+        assert ws.plan().actions == []
+    finally:
+        api.down(workspace=ws.root)
