@@ -157,6 +157,16 @@ class Engine:
             if isinstance(e, dict) and "name" in e and "version" in e
         ]
 
+    def _load_report(self) -> dict[str, Any]:
+        """For the supervisor's autoscaler: this worker's load, and what it serves (a worker
+        is added only while every worker serves what the controller's desired state says)."""
+        return {
+            "inflight": self.inflight,
+            "queued": sum(self._queue_depths().values()),
+            "loaded": sorted(f"{n}@{v}" for n, vs in self.repository.live.items() for v in vs),
+            "generations": {name: t.generation for name, t in self.router.tables.items()},
+        }
+
     def _queue_depths(self) -> dict[tuple[str, str], int]:
         return {
             (name, v): mv.batcher.depth
@@ -237,8 +247,7 @@ class Engine:
                     self.inflight -= 1
             elif path == LOAD_PATH:  # the supervisor's autoscaler (autoscale.py)
                 self.check_admin(scope)
-                queued = sum(self._queue_depths().values())
-                await respond_json(send, 200, {"inflight": self.inflight, "queued": queued})
+                await respond_json(send, 200, self._load_report())
             elif path == "/metrics":
                 await admin.metrics(self, send)
             elif path == "/v2" or path.startswith("/v2/"):

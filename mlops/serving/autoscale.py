@@ -158,6 +158,10 @@ class Load:
     at: float
     inflight: float  # requests received and not answered, all workers
     cpu: float | None  # cores used per worker (mean), None before two readings
+    # Every worker serves what the controller's desired state says (no load, unload or
+    # routing change under way): only then may a worker be added, or it could start from a
+    # desired state the controller is about to change and miss that change.
+    settled: bool = True
 
 
 @dataclass(frozen=True)
@@ -199,7 +203,7 @@ class Autoscaler:
         hot = cpu > p.cpu_target * (1 + TOLERANCE)
         if (busy or hot) and count < p.max:
             self._low_since = None
-            if now - self.last_change < p.scale_up_cooldown:
+            if now - self.last_change < p.scale_up_cooldown or not load.settled:
                 return None
             wanted = max(
                 math.ceil(per_worker * count / p.target), math.ceil(cpu * count / p.cpu_target)
@@ -222,7 +226,7 @@ class Autoscaler:
         if self._low_since is None:
             self._low_since = now
         quiet = min(now - self._low_since, now - self.last_change)
-        if quiet < p.scale_down_cooldown:
+        if quiet < p.scale_down_cooldown or not load.settled:
             return None
         return Change(
             fewer,
@@ -230,6 +234,17 @@ class Autoscaler:
             f"would stay under target {p.target:g} (-{TOLERANCE:.0%}) "
             f"for {p.scale_down_cooldown:g}s",
         )
+
+
+def _view(
+    loaded: list[Any],
+    generations: Mapping[str, Any],
+    wanted: tuple[list[str], dict[str, int]] | None,
+) -> str:
+    """A comparable summary of what a worker serves: the versions loaded and the routing
+    generations of the models the desired state routes (all of them without one)."""
+    models = generations if wanted is None else {m: generations.get(m) for m in wanted[1]}
+    return json.dumps([sorted(map(str, loaded)), sorted(models.items())], default=str)
 
 
 def _mean(values: Iterable[float]) -> float:
@@ -336,12 +351,15 @@ class Controller:
     def _read(self, now: float, workers: Mapping[int, int]) -> Load | None:
         import psutil
 
+        wanted = self._desired()
         inflight, cpus = 0.0, []
+        views: set[str] = set()
         for index, pid in workers.items():
             answer = self._load_of(index)
             if answer is None:
                 return None  # a worker that does not answer now is judged at the next tick
-            inflight += answer
+            inflight += answer[0]
+            views.add(_view(answer[1], answer[2], wanted))
             try:
                 times = psutil.Process(pid).cpu_times()
             except psutil.Error:
@@ -354,7 +372,24 @@ class Controller:
         for gone in set(self._cpu) - set(workers.values()):
             del self._cpu[gone]
         cpu = _mean(cpus) if len(cpus) == len(workers) else None
-        return Load(now, inflight, cpu)
+        if wanted is None:
+            settled = len(views) == 1  # no controller: the workers agree among themselves
+        else:
+            settled = views == {_view(wanted[0], wanted[1], wanted)}
+        return Load(now, inflight, cpu, settled)
+
+    def _desired(self) -> tuple[list[str], dict[str, int]] | None:
+        """The controller's desired state: versions loaded, and the routing generation of each
+        model it routes. None without one; an unreadable one never matches a worker."""
+        try:
+            state = desired.read(self.state_dir / desired.FILE)
+        except Exception:
+            return ["?"], {}
+        if state is None:
+            return None
+        loaded = [f"{n}@{v}" for n, v in state.loaded()]
+        routed = {n: m.generation for n, m in state.models.items() if m.weights or m.shadow}
+        return loaded, routed
 
     def _sync_targets(self, workers: Mapping[int, int]) -> None:
         """Keep STATE_DIR/scrape-targets.json (Prometheus file_sd) on the announced workers,
@@ -384,7 +419,7 @@ class Controller:
         except OSError as exc:
             log.error("cannot write %s: %s", path, exc)
 
-    def _load_of(self, index: int) -> float | None:
+    def _load_of(self, index: int) -> tuple[float, list[Any], dict[str, Any]] | None:
         import http.client
         from urllib.parse import urlsplit
 
@@ -407,7 +442,15 @@ class Controller:
             return None
         finally:
             connection.close()
-        value = body.get("inflight") if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            return None
+        value, loaded, generations = (
+            body.get("inflight"),
+            body.get("loaded"),
+            body.get("generations"),
+        )
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             return None
-        return float(min(value, 10_000_000))
+        if not isinstance(loaded, list) or not isinstance(generations, dict):
+            return None
+        return float(min(value, 10_000_000)), loaded[:10_000], generations

@@ -136,3 +136,26 @@ def test_the_event_log_keeps_the_newest_events(tmp_path: Path) -> None:
     lines = log.read_lines()
     assert len(lines) == autoscale.MAX_EVENTS
     assert json.loads(lines[-1])["reason"] == f"event {autoscale.MAX_EVENTS + 4}"
+
+
+def test_no_worker_is_added_or_removed_while_a_controller_change_is_under_way() -> None:
+    scaler = Autoscaler(POLICY, now=0.0)
+    t = 0.0
+    while t < 60.0:  # busy all along, but a load or routing change never finishes
+        assert scaler.decide(1, Load(t, 7.0, 0.3, settled=False)) is None
+        t += 0.5
+    assert scaler.decide(1, Load(t, 7.0, 0.3, settled=True)) is not None
+    scaler.changed(100.0)
+    t = 100.0
+    while t < 300.0:
+        assert scaler.decide(3, Load(t, 0.0, 0.0, settled=False)) is None
+        t += 0.5
+    assert scaler.decide(3, Load(t, 0.0, 0.0, settled=True)) is not None
+
+
+def test_a_worker_view_compares_only_what_the_desired_state_routes() -> None:
+    wanted = (["m@1.0.0"], {"m": 3})
+    same = autoscale._view(["m@1.0.0"], {"m": 3, "deleted": 9}, wanted)
+    assert same == autoscale._view(["m@1.0.0"], {"m": 3}, wanted)
+    assert same != autoscale._view(["m@1.0.0"], {"m": 2}, wanted)
+    assert same != autoscale._view(["m@1.0.0", "m@1.1.0"], {"m": 3}, wanted)

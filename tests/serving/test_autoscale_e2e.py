@@ -113,13 +113,15 @@ def test_local_autoscaling_adds_a_worker_under_a_load_step_and_removes_it_after(
     assert (
         "requests in flight per worker > target 2" in event["reason"] or "CPU" in event["reason"]
     ), event
-    workers = set(ws.admin_urls())
+    workers = {url.removeprefix("http://") for url in ws.admin_urls()}
     assert len(workers) == 2, workers
-    # Prometheus (file_sd) follows the workers the supervisor added.
-    targets = json.loads((ws.root / ".mlops" / "engine" / "scrape-targets.json").read_text())
-    assert {t for group in targets for t in group["targets"]} == {
-        url.removeprefix("http://") for url in workers
-    }
+    # Prometheus (file_sd) follows the workers the supervisor added (it rewrites the file
+    # within a sampling period of the new worker announcing itself).
+    targets_file = ws.root / ".mlops" / "engine" / "scrape-targets.json"
+    deadline = time.monotonic() + DEADLINE_S
+    while {t for g in json.loads(targets_file.read_text()) for t in g["targets"]} != workers:
+        assert time.monotonic() < deadline, (targets_file.read_text(), workers)
+        time.sleep(0.1)
 
     with clients(ws, count=1, pause=0.05) as trickle:
         down = wait_for(ws, "scale-down", lambda s: autoscaled(s, 2, 1))
