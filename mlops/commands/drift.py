@@ -19,6 +19,7 @@ Examples:
   mlops drift fraud-scorer --data data/live.csv --version 2.3.1 --format json
   mlops drift fraud-scorer --data data/live.npz --run-hook      (cron: retrain on drift)
   mlops drift fraud-scorer --live --report reports/live.html    (what the engine sampled)
+  mlops drift fraud-scorer --live --save-samples data/sampled.npz
 
 Data: .npz with one array per signature input, or .csv/.parquet with one column per
 feature (a label column is ignored). --live instead reads the inputs the local engine sampled
@@ -43,6 +44,12 @@ Exit codes: 0 no drift, 2 drift, 1 error (bad input, or the on_drift command fai
     default=100,
     show_default=True,
     help="With --live: fewer sampled rows than this give no verdict (an error).",
+)
+@click.option(
+    "--save-samples",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="With --live: also write the merged samples to this .npz (inside the workspace).",
 )
 @click.option(
     "--version", "version", default=None, help="Version to compare with (default: stable)."
@@ -72,6 +79,7 @@ def command(
     data: str | None,
     live: bool,
     min_rows: int,
+    save_samples: str | None,
     version: str | None,
     report_path: str | None,
     fmt: str,
@@ -82,6 +90,8 @@ def command(
     run = cli.run_context(ctx)
     if (data is None) == (not live):
         raise errors.UsageError("give exactly one of --data FILE or --live")
+    if save_samples is not None and not live:
+        raise errors.UsageError("--save-samples needs --live")
     progress = _progress if sys.stderr.isatty() else None
     if data is None:
         outcome = api.drift_live(
@@ -91,6 +101,7 @@ def command(
             run_hook=run_hook,
             hook_timeout=hook_timeout,
             min_rows=min_rows,
+            save_samples=save_samples,
             workspace=run.workspace,
             progress=progress,
         )

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pydantic
 
-from mlops import errors
+from mlops import errors, fsio
 from mlops.drift import hook, report, run
 from mlops.providers import factory
 from mlops.providers.engine import client as engine_client
@@ -78,8 +80,13 @@ def execute(
     run_hook: bool = False,
     hook_timeout: float = hook.DEFAULT_TIMEOUT,
     min_rows: int = MIN_ROWS,
+    save: Path | None = None,
     progress: report.Progress | None = None,
 ) -> report.DriftRun:
+    """Drift of the engine's samples; with `save`, the merged samples are also written there
+    (.npz, one array per input: `mlops drift --data` reads it back)."""
+    if save is not None and save.suffix.lower() != ".npz":
+        raise errors.UsageError(f"samples file {str(save)!r} must be an .npz file")
     target = lookup(ws, name, version)
     request = run.Request(
         model=target.name,
@@ -102,6 +109,10 @@ def execute(
             f"{found.rows} live row(s) of {target.name}@{target.version} sampled so far "
             f"(at least {min_rows} are needed for a verdict); send traffic, or lower --min-rows"
         )
+    if save is not None:
+        with fsio.atomic_writer(save, mode=0o600) as out:  # users' data: not world-readable
+            savez: Any = np.savez  # typed for its keyword options, not array names
+            savez(out, **found.arrays)
     label = f"live samples ({found.rows} rows from {found.workers} worker(s))"
     return run.evaluate(replace(request, data_label=label), found.arrays, progress=progress)
 

@@ -38,9 +38,16 @@ def test_three_sigma_shift_raises_the_gauge_and_the_live_report(
             others = [v for (m, f), v in worker.items() if m == "sigma" and f != "input[0]"]
             assert len(others) == conftest.FEATURES - 1
             assert all(abs(v) < 1.0 for v in others)
-        report = run("-C", str(root), "drift", conftest.NAME, "--live", "--report", "live.html")
+        report = run(
+            "-C", str(root), "drift", conftest.NAME, "--live", "--report", "live.html",
+            "--save-samples", "data/sampled.npz",
+        )  # fmt: skip
         assert report.code == 2
         assert "live samples" in (root / "live.html").read_text()
+        # Written only when asked; `mlops drift --data` reads the file back to the same verdict.
+        assert oct((root / "data" / "sampled.npz").stat().st_mode & 0o777) == "0o600"
+        again = run("-C", str(root), "drift", conftest.NAME, "--data", "data/sampled.npz")
+        assert again.code == 2 and "input[0]" in again.out
 
 
 def test_one_sigma_shift_is_not_drift(tmp_path: Path, run: Runner) -> None:
