@@ -799,67 +799,6 @@ def drift_live(
     run_hook: bool = False,
     hook_timeout: float | None = None,
     min_rows: int | None = None,
-    workspace: str | Path | None = None,
-    progress: drift_report.Progress | None = None,
-) -> drift_report.DriftRun:
-    """Feature drift of the inputs the engine sampled from live traffic (every worker's,
-    merged) against NAME@version's training statistics (default: the stable version)."""
-    from mlops import workspace as ws_module
-    from mlops.drift import live
-
-    ws = ws_module.open_workspace(workspace)
-    report_path = _user_path(ws, report, "report") if report is not None else None
-    return live.execute(
-        ws,
-        name,
-        version=version,
-        report_path=report_path,
-        report_label=str(report) if report is not None else None,
-        run_hook=run_hook,
-        hook_timeout=hook_timeout or _drift_hook.DEFAULT_TIMEOUT,
-        min_rows=live.MIN_ROWS if min_rows is None else min_rows,
-        progress=progress,
-    )
-
-
-def drift_watched(workspace: str | Path | None = None) -> list[str]:
-    """The models whose specs the workspace holds: what `mlops watch` checks."""
-    from mlops import workspace as ws_module
-    from mlops.drift import live
-
-    return sorted({d.name for d in live.deployments(ws_module.open_workspace(workspace))})
-
-
-def drift_notify(
-    run: DriftRun,
-    *,
-    workspace: str | Path | None = None,
-    timeout: float | None = None,
-    on_attempt: Callable[[int, str], None] | None = None,
-) -> DriftHookResult:
-    """Run the spec's on_drift command, or POST to its webhook (retried), once for `run`."""
-    from mlops import workspace as ws_module
-    from mlops.drift import run as drift_run
-
-    ws = ws_module.open_workspace(workspace)
-    return drift_run.notify(
-        run, ws.root, None, timeout or _drift_hook.DEFAULT_TIMEOUT, on_attempt=on_attempt
-    )
-
-
-# --- live drift and watch ----------------------------------------------------------------------
-if TYPE_CHECKING:
-    DriftHookResult = _drift_hook.HookResult
-
-
-def drift_live(
-    name: str,
-    *,
-    version: str | None = None,
-    report: str | Path | None = None,
-    run_hook: bool = False,
-    hook_timeout: float | None = None,
-    min_rows: int | None = None,
     save_samples: str | Path | None = None,
     workspace: str | Path | None = None,
     progress: drift_report.Progress | None = None,
