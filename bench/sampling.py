@@ -170,10 +170,13 @@ def main(argv: list[str] | None = None) -> int:
             f"| {cpu_cost:+.1%} "
             f"| {p99[label]:.2f} | {rows[label]} |"
         )
-    default_cost = 1 - rps["default (0.05)"] / off
+    default_cost = 1 - statistics.median(paired["default (0.05)"])
     verdict = "PASS" if default_cost <= GOAL else "MISS"
     lines.append("")
-    lines.append(f"Default rate costs {default_cost:.1%} of req/s (goal <= {GOAL:.0%}): {verdict}")
+    lines.append(
+        f"Default rate costs {default_cost:.1%} of req/s, paired median (goal <= {GOAL:.0%}): "
+        f"{verdict}. The sequential rows above swing with the machine's other load."
+    )
     lines.append(
         f"Sampler.offer in-process at the default rate, one-row request: {offer_ns:.0f} ns "
         f"per request = {offer_ns / 1000 / cpu['off']:.2%} of the engine's CPU per request."
