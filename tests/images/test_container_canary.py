@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import docker.errors
+import httpx
 import pytest
 
+from mlops import loadgen
 from mlops.providers.images import services
 from tests.e2e.conftest import NAME, E2EWorkspace, Load, free_port
 from tests.images.conftest import Example
@@ -176,3 +179,30 @@ def test_an_erroring_image_is_rolled_back_automatically(
     assert summary.by_version.get("1.1.0", 0) > 0
     desired = json.loads((ws.root / ".mlops" / "containers" / "desired.json").read_text())
     assert sorted(desired["models"][NAME]["versions"]) == ["1.1.0"]
+
+
+def test_a_version_whose_container_died_is_loaded_again_by_the_next_plan(
+    ws: ContainerWorkspace, client: docker.DockerClient
+) -> None:
+    if ws.model().get("stable") != "1.1.0":
+        pytest.skip("needs the promoted 1.1.0 of the tests before")
+    ws.spec("1.1.0", gates="[{metric: error_rate, max: 0.02}]", min_requests=5)
+    (dead,) = [
+        c
+        for c in client.containers.list(filters={"label": ["io.mlops.role=serve"]})
+        if c.labels.get("io.mlops.semver") == "1.1.0"
+    ]
+    dead.kill()
+    row = next(r for r in ws.model()["versions"] if r["semver"] == "1.1.0")
+    assert row["loaded"] is None  # every container of it exited: not loaded
+    plan = ws.mlops("plan", "specs/").output
+    assert "load" in plan, plan
+    ws.mlops("apply", "--auto-approve", "specs/")
+    assert running(client, ws) == {"1.1.0": dead.labels["io.mlops.image"]}
+    assert ws.model()["weights"] == {"1.1.0": 100}
+    reply = httpx.post(
+        f"{ws.url()}/v2/models/{NAME}/infer", content=loadgen.body(30, 1, False, 1), timeout=10
+    )
+    assert reply.status_code == 200 and reply.headers["x-mlops-version"] == "1.1.0"
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get(dead.id)  # the exited container was replaced, not kept

@@ -55,6 +55,7 @@ ROLE = "serve"
 L_ROLE, L_WORKSPACE = "io.mlops.role", "io.mlops.workspace"
 L_MODEL, L_SEMVER, L_SHA256 = "io.mlops.model", "io.mlops.semver", "io.mlops.artifact.sha256"
 L_IMAGE, L_PORT, L_ADMIN = "io.mlops.image", "io.mlops.port", "io.mlops.admin-port"
+EXITED = "exited"  # a container that no longer runs (refresh's own state, never reported)
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 
 
@@ -158,8 +159,12 @@ class ContainerRuntime:
         }
         for name in sorted(every):
             model = current.models.get(name, desired_mod.Model())
+            # A version whose every container has exited is not loaded: the next plan loads
+            # it again (load replaces exited containers).
             loaded = {
-                v: _merge(states) for (n, v), states in sorted(per_version.items()) if n == name
+                v: _merge(states)
+                for (n, v), states in sorted(per_version.items())
+                if n == name and any(s != EXITED for s in states)
             }
             if not loaded and not model.weights:
                 continue
@@ -360,7 +365,7 @@ class ContainerRuntime:
 
     def _state_of(self, found: Any, name: str, semver: str, rates: dict[str, float]) -> str:
         if found.status != "running":
-            return runtime_view.FAILED
+            return EXITED
         recorded = _recorded(found)
         if recorded is None:
             return runtime_view.FAILED
@@ -547,6 +552,7 @@ def _recorded(found: Any) -> desired_mod.Container | None:
 
 
 def _merge(states: Sequence[str]) -> str:
+    states = [runtime_view.FAILED if s == EXITED else s for s in states]
     if all(s == runtime_view.READY for s in states):
         return runtime_view.READY
     if runtime_view.FAILED in states:
