@@ -294,3 +294,22 @@ def test_rendered_configuration_splits_mirrors_and_drains() -> None:
     assert "10% 1;" in text and "mirror /_gateway/mirror/0;" in text
     assert "location = /v2/models/m {" in text and "location /v2/models/m/ {" in text
     assert "return 503" in text and "return 200 '7\\n'" in text and "user " not in text
+
+
+def test_bad_listen_addresses_and_a_damaged_record_are_one_line_errors(tmp_path: Path) -> None:
+    for kwargs, message in (
+        ({"host": "::1"}, "IPv4"),
+        ({"host": "not an address"}, "IPv4"),
+        ({"port": 70000}, "not in"),
+    ):
+        with pytest.raises(errors.ConfigError, match=message) as caught:
+            gateway.Gateway(tmp_path / "gw").start(**kwargs)
+        assert "\n" not in str(caught.value)
+    record = tmp_path / "gw" / "gateway.json"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    for text in ("{", '{"pid": "x"}', '{"pid": 1, "create_time": 0, "port": 1, "generation": 1,'
+                 ' "host": "nowhere"}'):  # fmt: skip
+        record.write_text(text)
+        with pytest.raises(errors.ConfigError, match="unreadable") as caught:
+            gateway.Gateway(tmp_path / "gw").running()
+        assert "\n" not in str(caught.value)
