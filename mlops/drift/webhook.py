@@ -20,7 +20,7 @@ from mlops.drift import hook, report
 ATTEMPTS = 4
 FIRST_WAIT_S = 0.5
 MAX_WAIT_S = 8.0
-RESPONSE_LIMIT = 4096  # characters of the receiver's answer kept for the log
+RESPONSE_LIMIT = 4096  # bytes of the receiver's answer read and kept for the log
 PAYLOAD_FORMAT = 1
 
 # (attempt number, outcome in one line): each POST as it ends.
@@ -63,13 +63,21 @@ def post(
     def once() -> httpx.Response:
         number = len(last) + 1
         try:
-            response = httpx.post(url, json=body, timeout=timeout, follow_redirects=False)
+            # Streamed: only the first RESPONSE_LIMIT bytes of the answer are ever read.
+            with httpx.stream(
+                "POST", url, json=body, timeout=timeout, follow_redirects=False
+            ) as response:
+                head = b""
+                for chunk in response.iter_bytes():
+                    head += chunk
+                    if len(head) >= RESPONSE_LIMIT:
+                        break
         except httpx.HTTPError as exc:
             reason = " ".join((str(exc) or type(exc).__name__).split())
             last.append((None, reason))
             _tell(on_attempt, number, f"POST {url}: {reason}")
             raise _Retry(reason) from None
-        text = response.text[:RESPONSE_LIMIT]
+        text = head[:RESPONSE_LIMIT].decode("utf-8", errors="replace")
         last.append((response.status_code, text))
         _tell(on_attempt, number, f"POST {url}: HTTP {response.status_code}")
         if response.status_code >= 500 or response.status_code == 429:
