@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from mlops import workspace as ws_module
 from mlops.providers import factory
 from mlops.state import applied
@@ -14,6 +16,7 @@ from tests.drift import conftest
 from tests.support import Runner
 
 ROUND = ("watch", "--once", "--format", "json")
+pytestmark = pytest.mark.slow
 
 
 def test_outside_changes_are_reported_once_when_they_appear_and_when_they_go(
