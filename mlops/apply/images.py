@@ -12,6 +12,8 @@ config or the environment and never reach a message.
 
 from __future__ import annotations
 
+import re
+import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -24,6 +26,9 @@ from mlops.apply import target as target_
 from mlops.plan import types as t
 from mlops.providers import images
 from mlops.state import models as state
+
+GIT_TIMEOUT_S = 5.0
+_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 class Progress(images.Hooks):
@@ -87,7 +92,24 @@ def _build(
         settings,
         sha256,
         conformance=check,
+        source_commit=source_commit(ws.root),
     )
+
+
+def source_commit(root: Path) -> str | None:
+    """The workspace's git commit, for the image's source label; None outside a repository."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and _COMMIT.fullmatch(commit) else None
 
 
 def push_image(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +146,22 @@ def manifest(repository: str, reference: str) -> oci.Manifest | None:
     host, path = oci.split(f"{repository}/{NAME}")
     with oci.RegistryClient(host) as client:
         return client.manifest(path, reference)
+
+
+def labels(repository: str, found: oci.Manifest) -> dict[str, str]:
+    host, path = oci.split(f"{repository}/{NAME}")
+    with oci.RegistryClient(host) as client:
+        return dict(client.config(path, found).get("config", {}).get("Labels") or {})
+
+
+def git_commit(root: Path) -> str:
+    """Make the workspace a git repository with one commit; its id (the image's revision)."""
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "specs", "mlops.yaml"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "release"], check=True)
+    done = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True)
+    return done.stdout.strip()
 
 
 def test_plan_shows_the_image_steps_and_apply_pushes_the_tested_image(
@@ -290,6 +307,7 @@ def test_images_added_after_a_deployment_build_the_stable_version_alone(
         assert cli("-C", str(ws.root), "apply", "--auto-approve", "specs").code == 0
         assert ws.version("1.0.0") == (None, None)
         (ws.root / "mlops.yaml").write_text(config)
+        commit = git_commit(ws.root)
         plan = ws.plan()
         assert kinds(plan) == ["build_image", "push_image"]
         assert plan.models[NAME].strategy == "image"
@@ -298,6 +316,7 @@ def test_images_added_after_a_deployment_build_the_stable_version_alone(
         digest, _ = ws.version("1.0.0")
         found = manifest(ws.repository, "1.0.0")
         assert found is not None and digest == found.digest
+        assert labels(ws.repository, found)["org.opencontainers.image.revision"] == commit
         assert ws.plan().actions == []
     finally:
         api.down(workspace=ws.root)
