@@ -50,7 +50,7 @@ class Policy:
             retry=tenacity.retry_if_exception_type(errors.TransientError),
             stop=tenacity.stop_after_attempt(self.attempts)
             | tenacity.stop_after_delay(self.deadline),
-            wait=tenacity.wait_exponential_jitter(initial=self.first_wait, max=self.max_wait),
+            wait=tenacity.wait_exponential_jitter(multiplier=self.first_wait, max=self.max_wait),
             sleep=self.sleep,
             before_sleep=report,
             reraise=True,
