@@ -188,13 +188,18 @@ class Handlers:
             None,
         )
         started = datetime.fromisoformat(first.at).timestamp() if first else time.time()
-        left = started + wait - time.time()
+        # The wall clock only says how much of the wait an earlier run already spent (never
+        # less than none, never more than all of it: a clock stepped back must not stretch
+        # the wait to hours); the rest is timed on the monotonic clock.
+        spent = min(max(time.time() - started, 0.0), wait)
+        deadline = time.monotonic() + wait - spent
+        left = deadline - time.monotonic()
         if left > 0:
             self.hooks.on_message(
                 f"{model}: keeping {semver} loaded for {core.format_duration(left)} "
                 "for instant rollback"
             )
-        while (left := started + wait - time.time()) > 0:
+        while (left := deadline - time.monotonic()) > 0:
             self.sleep(min(left, checkpoints.TICK_SECONDS))
             self.hooks.on_hold_tick(model, wait - left, left)
         runtime = self.target.runtime

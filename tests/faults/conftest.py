@@ -3,7 +3,7 @@ engine processes, the `mlops` CLI as a subprocess) with one fault injected from 
 
 The fixtures are tests/e2e's own (one trained-model set and one stable 1.0.0 template per
 session); the helpers here start the faults: a loopback HTTP server standing in for
-Prometheus, a full tmpfs, a wall-clock jump through libfaketime.
+Prometheus, a full tmpfs (the clock jump is made in test_clock.py itself).
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.e2e.conftest import E2EWorkspace, models, stable_template, ws
+from tests.e2e.conftest import models, stable_template, ws
 
 __all__ = ["models", "stable_template", "ws"]
 
@@ -108,38 +106,3 @@ def full_tmpfs(directory: Path, size_kib: int = 256) -> Iterator[Callable[[], No
 
 def free_disk(directory: Path) -> None:
     (directory / ".filler").unlink(missing_ok=True)
-
-
-@pytest.fixture
-def faketime_lib() -> Path:
-    """libfaketime (Debian package `faketime`), installed with apt-get as root when missing."""
-    path = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
-    if not path.is_file() and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "faketime"],
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-            capture_output=True,
-            timeout=600,
-        )
-    if not path.is_file():
-        found = sorted(Path("/usr/lib").rglob("libfaketime.so.1"))
-        if found:
-            return found[0]
-        if os.environ.get("CI"):
-            raise AssertionError("libfaketime is needed (apt-get install faketime, as root)")
-        pytest.skip("libfaketime not installed and not root")
-    return path
-
-
-def popen(ws: E2EWorkspace, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    """`mlops ARGS` with extra environment (ws.start takes none)."""
-    process = subprocess.Popen(
-        ws.command(*args),
-        cwd=ws.root,
-        env={**ws.env(), **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    ws.started.append(process)
-    return process

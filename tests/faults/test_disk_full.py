@@ -32,7 +32,7 @@ def journal_lines(ws: E2EWorkspace) -> list[str]:
 
 def test_journal_disk_full_mid_rollout_stops_then_resumes(ws: E2EWorkspace) -> None:
     ws.deploy_v1()
-    ws.spec("1.1.0", steps=[(25, 4.0), (100, 0.0)], interval=0.5, min_requests=1)
+    ws.spec("1.1.0", steps=[(25, 12.0), (100, 0.0)], interval=0.5, min_requests=1)
     plan = ws.plan()
     journal_dir = ws.root / ".mlops" / "journal"
     with full_tmpfs(journal_dir) as fill, RoutingWatch(ws) as watch, Load(ws, rate=50.0):
