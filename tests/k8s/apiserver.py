@@ -33,7 +33,10 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
 
 
 class ApiServer:
-    def __init__(self) -> None:
+    def __init__(self, kubelet: Any = None) -> None:
+        """`kubelet` (tests/k8s/kubelet.py): run Deployments as real containers and routes on
+        a real proxy; without it everything is ready and in force at once."""
+        self.kubelet = kubelet
         self.store: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.applied: list[dict[str, Any]] = []  # bodies exactly as received
         self.calls: list[tuple[str, str, dict[str, list[str]]]] = []
@@ -174,11 +177,16 @@ class ApiServer:
                 return 404, _status(404, "gone")
             self.owners.pop(key, None)
             if kind == "Deployment":
-                for pod in [
-                    k for k in self.store if k[0] == "pods" and k[2].startswith(name or "")
-                ]:
+                for pod in _pods_of(self.store, name or ""):
                     del self.store[pod]
-            return 200, self.store.pop(key)
+            gone = self.store.pop(key)
+            if self.kubelet is not None and kind == "Deployment":
+                self.kubelet.delete(name)
+            if self.kubelet is not None and kind == "HTTPRoute":
+                self.kubelet.route(self.store)
+            return 200, gone
+        if self.kubelet is not None and plural in ("deployments", "pods"):
+            self._observe(namespace)
         if name is not None:
             return (200, self.store[key]) if key in self.store else (404, _status(404, "not found"))
         wanted = dict(s.split("=", 1) for s in query.get("labelSelector", [""])[0].split(",") if s)
@@ -245,7 +253,11 @@ class ApiServer:
                 "updatedReplicas": n,
                 "availableReplicas": n,
             }
-            self._pods(key, live, n)
+            if self.kubelet is None:
+                self._pods(key, live, n)
+            else:  # real containers: ready when their engines say so
+                live["status"] |= {"readyReplicas": 0, "availableReplicas": 0}
+                self.kubelet.deploy(live, self.store)
         if kind == "HTTPRoute":
             accepted = {
                 "type": "Accepted",
@@ -260,7 +272,53 @@ class ApiServer:
                 ]
             }
         self.store[key] = live
+        if self.kubelet is not None and kind == "HTTPRoute":
+            self.kubelet.route(self.store)
         return 200, live
+
+    def _observe(self, namespace: str) -> None:
+        """The kubelet's view: each Deployment's ready replicas and its Pods, probed now."""
+        for key, deployment in list(self.store.items()):
+            if key[0] != "deployments" or key[1] != namespace:
+                continue
+            ready, pods = self.kubelet.status(deployment)
+            n = deployment["spec"].get("replicas", 1)
+            up = ready if len(pods) == n else 0  # a rollout in progress is not available
+            deployment["status"] |= {
+                "readyReplicas": ready,
+                "availableReplicas": up,
+                "updatedReplicas": len(pods),
+            }
+            for old in _pods_of(self.store, key[2]):
+                del self.store[old]
+            for i, pod in enumerate(pods):
+                template = deployment["spec"]["template"]
+                self.store[("pods", namespace, f"{key[2]}-{i}")] = {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {
+                        "name": f"{key[2]}-{i}",
+                        "namespace": namespace,
+                        "labels": dict(template["metadata"]["labels"]),
+                    },
+                    "status": {
+                        "phase": "Running",
+                        "conditions": [
+                            {"type": "Ready", "status": "True" if pod.ready else "False"}
+                        ],
+                    },
+                }
+
+    def add_gateway(self, name: str, namespace: str, address: str) -> None:
+        """A Gateway with an address (the proxy's host:port), as its controller reports it."""
+        with self.lock:
+            self.store[("gateways", namespace, name)] = {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "Gateway",
+                "metadata": {"name": name, "namespace": namespace, "labels": {}},
+                "spec": {"gatewayClassName": "standin", "listeners": []},
+                "status": {"addresses": [{"type": "Hostname", "value": address}]},
+            }
 
     def _pods(self, key: tuple[str, str, str], deployment: dict[str, Any], n: int) -> None:
         """The ReplicaSet controller and kubelet: n ready Pods from the template."""

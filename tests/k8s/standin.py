@@ -134,7 +134,8 @@ def _free_port() -> int:
 class Prometheus:
     """A real Prometheus scraping `targets` every second (data under `directory`)."""
 
-    def __init__(self, directory: Path, targets: list[str]) -> None:
+    def __init__(self, directory: Path, targets: list[str], file_sd: Path | None = None) -> None:
+        """Scrape `targets`, and the file_sd file `file_sd` when given (re-read on change)."""
         binary = shutil.which("prometheus") or "/usr/bin/prometheus"
         if not os.access(binary, os.X_OK):
             raise RuntimeError("prometheus is not installed (make system-deps installs it)")
@@ -147,6 +148,11 @@ class Prometheus:
                     "scrape_interval": "1s",
                     "scrape_timeout": "1s",
                     "static_configs": [{"targets": targets}],
+                    **(
+                        {"file_sd_configs": [{"files": [str(file_sd)], "refresh_interval": "1s"}]}
+                        if file_sd
+                        else {}
+                    ),
                 }
             ],
         }
