@@ -308,6 +308,8 @@ class Engine(Server):
             "1",
             "--state-dir",
             str(state),
+            "--admin-port",  # the engine's default is now a kernel-chosen port
+            str(port + 1000),
         ]
         super().__init__(name, command, workdir / f"{name}.log", port)
         # Load, unload and routing answer only on the admin address (port + 1000, loopback).

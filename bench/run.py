@@ -2,7 +2,7 @@
 
     python bench/run.py              # each benchmark with its own full setting
     QUICK=1 python bench/run.py      # each with a quick setting (minutes, not an hour)
-    python bench/run.py --only engine,plan --quick
+    python bench/run.py --only engine,plan --quick   # the others' last figures are kept
 
 Each benchmark runs as its own process (bounded by a timeout), one after the other; what it
 prints is kept in bench/results/run-NAME.log. The figures come from what each one writes:
@@ -114,6 +114,7 @@ class Ran:
     seconds: float = 0.0
     output: str = ""
     figures: list[tuple[str, str, str, str]] = field(default_factory=list)  # name, value, goal, ok
+    date: str = ""
 
 
 def run_one(bench: Bench, quick: bool) -> Ran:
@@ -148,7 +149,32 @@ def run_one(bench: Bench, quick: bool) -> Ran:
     for path, content in kept.items():  # the committed, annotated full runs stay as they were
         path.write_bytes(content)
     ran.figures = figures(bench, ran.output, produced)
+    ran.date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    (LOGS / f"run-{bench.name}.json").write_text(
+        json.dumps(
+            {
+                "args": ran.args,
+                "status": ran.status,
+                "seconds": ran.seconds,
+                "figures": ran.figures,
+                "date": ran.date,
+                "quick": quick,
+            }
+        )
+    )
     print(f"bench: {bench.name}: {ran.status} in {ran.seconds:.0f} s", flush=True)
+    return ran
+
+
+def earlier(bench: Bench) -> Ran | None:
+    """The last recorded run of a benchmark not run this time (`--only`)."""
+    try:
+        raw = json.loads((LOGS / f"run-{bench.name}.json").read_text())
+        ran = Ran(bench, tuple(raw["args"]), str(raw["status"]), float(raw["seconds"]))
+        ran.figures = [(str(a), str(b), str(c), str(d)) for a, b, c, d in raw["figures"]]
+        ran.date = f"{raw['date']} (an earlier run)"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
     return ran
 
 
@@ -253,13 +279,14 @@ def report(ran: list[Ran], quick: bool, wall: float) -> str:
         "- The machine is shared (other jobs on the same 2 cores): wall times are pessimistic;"
         " ratios compare configurations measured side by side in one run.",
         "",
-        "| benchmark | measures | command | status | time |",
-        "|---|---|---|---|---|",
+        "| benchmark | measures | command | status | time | run at |",
+        "|---|---|---|---|---|---|",
     ]
     for r in ran:
         command = f"`python bench/{r.bench.script} {' '.join(r.args)}`".replace(" `", "`")
         lines.append(
-            f"| {r.bench.name} | {r.bench.what} | {command} | {r.status} | {r.seconds:.0f} s |"
+            f"| {r.bench.name} | {r.bench.what} | {command} | {r.status} | {r.seconds:.0f} s "
+            f"| {r.date} |"
         )
     lines += ["", "## Figures against their goals", ""]
     lines += ["| benchmark | figure | measured | goal | verdict |", "|---|---|---|---|---|"]
@@ -292,7 +319,12 @@ def main() -> None:
     if unknown or len(args.only) > 500:
         raise SystemExit(f"--only: unknown benchmark(s) {unknown[:5]}; known: {sorted(names)}")
     started = time.monotonic()
-    ran = [run_one(b, quick) for b in BENCHES if not only or b.name in only]
+    ran: list[Ran] = []
+    for bench in BENCHES:
+        if not only or bench.name in only:
+            ran.append(run_one(bench, quick))
+        elif (last := earlier(bench)) is not None:
+            ran.append(last)  # kept from its last run, marked as such
     text = report(ran, quick, time.monotonic() - started)
     RESULTS.write_text(text)
     print(text)
