@@ -760,9 +760,7 @@ def manifests(
 
     ws = ws_mod.open_workspace(workspace)
     options = kubernetes.options_for(ws, engine=engine)
-    return kubernetes.render_workspace(
-        ws, paths, options, model_version=model_version, image=image
-    )
+    return kubernetes.render_workspace(ws, paths, options, model_version=model_version, image=image)
 
 
 def controller_rbac(
