@@ -11,8 +11,8 @@ from collections import Counter
 from collections.abc import Iterable
 
 from mlops.core import Address
-from mlops.plan import checks, integrity, order, outside, result, rollout, stable_image, steady
 from mlops.plan import capacity as capacity_
+from mlops.plan import checks, integrity, order, outside, result, rollout, stable_image, steady
 from mlops.plan import engine as engine_
 from mlops.plan import types as t
 from mlops.spec import models as spec
