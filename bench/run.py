@@ -166,13 +166,15 @@ def run_one(bench: Bench, quick: bool) -> Ran:
     return ran
 
 
-def earlier(bench: Bench) -> Ran | None:
-    """The last recorded run of a benchmark not run this time (`--only`)."""
+def earlier(bench: Bench, note: str = " (an earlier run)") -> Ran | None:
+    """The last recorded run of a benchmark not run this time (`--only`, `--report`)."""
     try:
         raw = json.loads((LOGS / f"run-{bench.name}.json").read_text())
         ran = Ran(bench, tuple(raw["args"]), str(raw["status"]), float(raw["seconds"]))
         ran.figures = [(str(a), str(b), str(c), str(d)) for a, b, c, d in raw["figures"]]
-        ran.date = f"{raw['date']} (an earlier run)"
+        ran.date = f"{raw['date']}{note}"
+        if bench.name == "plan" and not ran.figures:
+            ran.figures = plan_figures((LOGS / "run-plan.log").read_text())
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return ran
@@ -183,6 +185,8 @@ def figures(
 ) -> list[tuple[str, str, str, str]]:
     if bench.name == "engine":
         return engine_goals(ROOT / "bench" / "results" / "engine.json")
+    if bench.name == "plan":
+        return plan_figures(output)
     texts = [output, *produced.values()]
     if bench.name == "rollout" and (LOGS / "rollout.md").is_file():
         texts.append((LOGS / "rollout.md").read_text())
@@ -194,6 +198,30 @@ def figures(
         if row not in unique:
             unique.append(row)
     return unique
+
+
+def plan_figures(output: str) -> list[tuple[str, str, str, str]]:
+    """bench/plan.py prints, per size, the wall and CPU totals of a `mlops plan` process
+    (after interpreter start) and the whole process's wall time."""
+    rows: list[tuple[str, str, str, str]] = []
+    size, wall, cpu = "", "", ""
+    for line in output.splitlines():
+        words = line.split()
+        if len(words) > 1 and words[0].isdigit() and words[1] == "models":
+            size = words[0]
+        elif line.strip().startswith("wall, best of") and "total " in line:
+            wall = line.rsplit("total ", 1)[1].strip().rstrip("s")
+        elif line.strip().startswith("CPU of that run") and "total " in line and size:
+            cpu = line.rsplit("total ", 1)[1].strip().rstrip("s")
+            value = f"wall {wall} s, CPU {cpu} s (after interpreter start)"
+            goal, verdict = "", ""
+            if size == "1000":
+                goal = "< 2 s for 1,000 models"
+                verdict = "pass" if float(wall) < 2 else "MISS (wall)" if float(cpu) < 2 else "MISS"
+            rows.append((f"plan of {int(size):,} models", value, goal, verdict))
+        elif line.startswith("ratio "):
+            rows.append(("plan: " + line.split(":")[0], line.split(":", 1)[1].strip(), "", ""))
+    return rows
 
 
 def engine_goals(path: Path) -> list[tuple[str, str, str, str]]:
@@ -311,6 +339,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="as QUICK=1")
     parser.add_argument("--only", default="", help="comma-separated benchmark names")
+    parser.add_argument(
+        "--report", action="store_true", help="only rewrite results.md from the last runs"
+    )
     args = parser.parse_args()
     quick = args.quick or os.environ.get("QUICK", "") not in ("", "0")
     names = {b.name for b in BENCHES}
@@ -320,6 +351,12 @@ def main() -> None:
         raise SystemExit(f"--only: unknown benchmark(s) {unknown[:5]}; known: {sorted(names)}")
     started = time.monotonic()
     ran: list[Ran] = []
+    if args.report:
+        ran = [r for r in (earlier(b, note="") for b in BENCHES) if r is not None]
+        text = report(ran, quick, sum(r.seconds for r in ran))
+        RESULTS.write_text(text)
+        print(text)
+        return
     for bench in BENCHES:
         if not only or bench.name in only:
             ran.append(run_one(bench, quick))
