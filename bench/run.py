@@ -187,9 +187,9 @@ def figures(
         return engine_goals(ROOT / "bench" / "results" / "engine.json")
     if bench.name == "plan":
         return plan_figures(output)
-    texts = [output, *produced.values()]
-    if bench.name == "rollout" and (LOGS / "rollout.md").is_file():
-        texts.append((LOGS / "rollout.md").read_text())
+    # What the benchmark printed; the files it rewrote only when it printed no table (a
+    # RESULTS file may keep sections of earlier runs, e.g. another storage driver's).
+    texts = [output] if table_rows(output) else list(produced.values())
     rows: list[tuple[str, str, str, str]] = []
     for text in texts:
         rows.extend(table_rows(text))
@@ -259,7 +259,10 @@ def table_rows(text: str) -> list[tuple[str, str, str, str]]:
         values = [c for i, c in enumerate(cells[1:], 1) if i != goal_at and c]
         lowered = goal.lower()
         verdict = "pass" if "pass" in lowered else "MISS" if "miss" in lowered else ""
-        rows.append((cells[0], "; ".join(values), goal, verdict))
+        name = cells[0]
+        if name.replace(",", "").isdigit() and len(cells) > 1:  # a size column first
+            name, values = f"{name}: {cells[1]}", values[1:]
+        rows.append((name, "; ".join(values), goal, verdict))
     return rows
 
 
