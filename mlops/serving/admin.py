@@ -82,9 +82,12 @@ async def metrics(engine: Engine, send: Send) -> None:
     await respond(send, 200, text, exposition.CONTENT_TYPE_LATEST.encode())
 
 
-def _require(method: str, allowed: str) -> None:
+def require_method(method: str, allowed: str) -> None:
     if method != allowed:
         raise MethodNotAllowed(f"use {allowed}")
+
+
+_require = require_method
 
 
 async def _model(engine: Engine, send: Send, parts: list[str]) -> None:

@@ -247,6 +247,7 @@ class Engine:
                     self.inflight -= 1
             elif path == LOAD_PATH:  # the supervisor's autoscaler (autoscale.py)
                 self.check_admin(scope)
+                admin.require_method(scope["method"], "GET")
                 await respond_json(send, 200, self._load_report())
             elif path == "/metrics":
                 await admin.metrics(self, send)

@@ -43,6 +43,7 @@ def _state(admin: httpx.Client) -> tuple[object, object]:
         ("POST", "/v2/repository/models/clf/load", LOAD),
         ("PUT", "/v2/routing/clf", {"weights": {"1.1.0": 100}}),
         ("GET", "/v2/routing", None),
+        ("GET", "/v2/engine/load", None),
     ],
 )
 def test_inference_port_refuses_admin_calls_and_changes_nothing(
@@ -59,6 +60,13 @@ def test_inference_port_refuses_admin_calls_and_changes_nothing(
     assert "admin address" in reply.json()["error"]
     assert _state(admin) == before
     assert client.get("/v2/health/ready").status_code == 200
+
+
+def test_worker_load_is_a_get_of_the_admin_address(admin: httpx.Client) -> None:
+    report = admin.get("/v2/engine/load")
+    assert report.status_code == 200 and isinstance(report.json(), dict)
+    refused = admin.post("/v2/engine/load", json={})
+    assert refused.status_code == 405 and "GET" in refused.json()["error"]
 
 
 def test_read_only_endpoints_stay_on_the_front_door(client: httpx.Client) -> None:
