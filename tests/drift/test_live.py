@@ -85,3 +85,15 @@ def test_live_needs_enough_samples_and_one_source(tmp_path: Path, run: Runner) -
         assert httpx.get(admin_url + path, headers=token).status_code == 200
         missing = httpx.get(admin_url + "/v2/samples/other/1.0.0", headers=token)
         assert missing.status_code == 404
+
+
+def test_live_drift_names_the_container_runtime(tmp_path: Path, run: Runner) -> None:
+    root = live.workspace(tmp_path / "ws")
+    digest = "0" * 64
+    (root / "mlops.yaml").write_text(
+        "serve: {runtime: container}\n"
+        f"images: {{base: 'debian@sha256:{digest}', repository: 'localhost:5000/team'}}\n"
+    )
+    result = run("-C", str(root), "drift", conftest.NAME, "--live")
+    assert result.code == 1
+    assert "serve.runtime 'container'" in result.err and "--data FILE" in result.err

@@ -131,6 +131,12 @@ def admins(ws: Workspace) -> list[engine_client.AdminClient]:
             f"live drift reads the mlops engine's samples; target {ws.config.target!r} has "
             "no such engine (use --data FILE)"
         )
+    if ws.config.serve.runtime != "process":
+        raise errors.UsageError(
+            f"live drift reads the local engine processes' samples; serve.runtime "
+            f"{ws.config.serve.runtime!r} runs each version as a container whose admin API "
+            "stays inside it (use --data FILE)"
+        )
     process = engine_process.EngineProcess(ws)
     record = process.record()
     urls = record.admin_urls() if record is not None else []
