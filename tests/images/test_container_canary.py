@@ -164,7 +164,7 @@ def test_an_erroring_image_is_rolled_back_automatically(
         gates="[{metric: error_rate, max: 0.05}]",
         min_requests=5,
     )
-    with Load(ws, rate=60.0, duration=300.0, poison_every=10) as load:
+    with Load(ws, rate=60.0, duration=300.0, poison_every=7) as load:
         load.wait_answers(30)
         result = ws.mlops("apply", "--auto-approve", "specs/", expect=3)
     assert "gate failed at 25%: error_rate" in result.output, result.output

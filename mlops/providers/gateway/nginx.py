@@ -359,9 +359,15 @@ def _workers(master: int) -> list[int]:
     import psutil
 
     try:
-        return [child.pid for child in psutil.Process(master).children()]
+        children = psutil.Process(master).children()
     except psutil.Error:
         return []
+    alive = []
+    for child in children:
+        with contextlib.suppress(psutil.Error):  # gone in between: not a worker any more
+            if child.status() != psutil.STATUS_ZOMBIE:  # exited, not yet reaped
+                alive.append(child.pid)
+    return alive
 
 
 def _tail(text: str, lines: int = 20) -> str:

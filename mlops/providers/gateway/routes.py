@@ -4,7 +4,8 @@ text out; nginx.py runs it).
 A route sends every request whose path is `path_prefix` or below it (element-wise, like the
 Gateway API's PathPrefix: `/v2/models/a` matches `/v2/models/a/infer`, not `/v2/models/ab`)
 to one of its backends, chosen by weight (nginx's smooth weighted round-robin: with one
-worker process the split is exact, not sampled), and optionally mirrors `mirror_percent` of
+worker process the split is exact, not sampled; a client whose requests follow a period that
+shares a factor with the rotation's can alias with it), and optionally mirrors `mirror_percent` of
 them to `mirror`, whose answers are discarded (the copy carries `X-Mlops-Mirrored: 1`).
 A backend of weight 0 gets no new requests: that is how a backend is drained before it stops.
 """
