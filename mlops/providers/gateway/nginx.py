@@ -39,7 +39,8 @@ from mlops.providers.gateway import routes as routes_mod
 PACKAGES = ("nginx",)
 INSTALL_TIMEOUT_S = 600.0
 START_TIMEOUT_S = 20.0
-RELOAD_TIMEOUT_S = 90.0  # the new generation answers and the old workers have exited
+RELOAD_TIMEOUT_S = 90.0  # until the new generation answers
+NUDGE_AFTER_S = 2.0  # an old worker not shutting down by then is sent the quit itself
 STOP_TIMEOUT_S = 20.0
 STATE_FILE = "gateway.json"
 MAX_STATE_BYTES = 4096
@@ -212,17 +213,37 @@ class Gateway:
         record = dataclasses.replace(record, generation=generation)
         self._save(record)
         os.kill(record.pid, signal.SIGHUP)
-        deadline = time.monotonic() + RELOAD_TIMEOUT_S
-        self._wait_generation(record, deadline, None)
-        while old_workers & set(_workers(record.pid)):
-            if time.monotonic() > deadline:
-                raise errors.TransientError(
-                    f"gateway generation {generation} is in force but workers of the previous "
-                    f"one still run after {RELOAD_TIMEOUT_S:.0f}s: {_tail(self._log(), 5)}"
-                )
-            time.sleep(0.02)
+        self._wait_generation(record, time.monotonic() + RELOAD_TIMEOUT_S, None)
+        self._retire_workers(old_workers, record, generation)
         self.routes = table
         return generation
+
+    def _retire_workers(self, old: set[int], record: _Record, generation: int) -> None:
+        """Wait until the workers of the previous table have exited. nginx's master tells
+        them to finish their requests and quit; one that a busy machine left running its old
+        table (not "shutting down" after a grace period) is sent that same graceful quit
+        here, and one still there after nginx's own shutdown timeout is terminated, as nginx
+        itself would close its connections then."""
+        start = time.monotonic()
+        nudged: set[int] = set()
+        terminated: set[int] = set()
+        while left := old & set(_workers(record.pid)):
+            waited = time.monotonic() - start
+            for pid in left:
+                if pid not in nudged and waited > NUDGE_AFTER_S and not _shutting_down(pid):
+                    nudged.add(pid)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGQUIT)
+                if pid not in terminated and waited > routes_mod.WORKER_SHUTDOWN_S + 5:
+                    terminated.add(pid)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGTERM)
+            if waited > routes_mod.WORKER_SHUTDOWN_S + 5 + STOP_TIMEOUT_S:
+                raise errors.TransientError(
+                    f"gateway generation {generation} is in force but workers of the previous "
+                    f"one ({sorted(left)}) still run after {waited:.0f}s: {_tail(self._log(), 5)}"
+                )
+            time.sleep(0.02)
 
     @property
     def generation(self) -> int:
@@ -368,6 +389,16 @@ def _workers(master: int) -> list[int]:
             if child.status() != psutil.STATUS_ZOMBIE:  # exited, not yet reaped
                 alive.append(child.pid)
     return alive
+
+
+def _shutting_down(pid: int) -> bool:
+    """True when nginx titled the worker as finishing its requests before it exits."""
+    import psutil
+
+    try:
+        return "shutting down" in " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return True  # gone: nothing to tell it
 
 
 def _tail(text: str, lines: int = 20) -> str:

@@ -29,6 +29,7 @@ _PREFIX = re.compile(r"/[A-Za-z0-9._~/+-]*")
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})")
 # The engine's own limit on a request body (mlops.serving.config max_body_bytes).
 MAX_BODY_BYTES = 64 << 20
+WORKER_SHUTDOWN_S = 60  # an old worker finishes its requests for this long after a reload
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,7 @@ master_process on;
 pid {prefix}/nginx.pid;
 error_log {prefix}/logs/error.log warn;
 # Old workers finish their requests after a reload, for this long at most.
-worker_shutdown_timeout 60s;
+worker_shutdown_timeout {WORKER_SHUTDOWN_S}s;
 
 events {{
     worker_connections 1024;
