@@ -742,7 +742,12 @@ def down(*, workspace: str | Path | None = None) -> dict[str, bool]:
         raise errors.UsageError("mlops down stops the local target only (target: local)")
     # Prometheus first: it would otherwise log scrape failures of the engine going away.
     stopped_prometheus = prometheus.PrometheusServer(ws).stop()
-    return {"engine": engine_process.EngineProcess(ws).stop(), "prometheus": stopped_prometheus}
+    stopped = {"engine": engine_process.EngineProcess(ws).stop(), "prometheus": stopped_prometheus}
+    if ws.config.serve.runtime == "container":
+        from mlops.providers.containers import runtime as containers
+
+        stopped["containers"] = containers.ContainerRuntime(ws).stop()  # and the gateway
+    return stopped
 
 
 def manifests(

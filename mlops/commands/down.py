@@ -18,7 +18,10 @@ nothing runs is not an error. The registry, staged models and Prometheus data ar
 
 
 @click.command(epilog=EPILOG, short_help="Stop the local target's processes.")
-@common.format_option('text: one line per process; json: {"engine": bool, "prometheus": bool}.')
+@common.format_option(
+    'text: one line per process; json: {"engine": bool, "prometheus": bool}, and '
+    '"containers": bool with serve.runtime: container.'
+)
 @click.pass_context
 def command(ctx: click.Context, fmt: str) -> None:
     """Stop the engine processes and Prometheus started for this workspace. Idempotent."""
@@ -26,9 +29,7 @@ def command(ctx: click.Context, fmt: str) -> None:
 
     stopped = api.down(workspace=cli.run_context(ctx).workspace)
     if fmt == "json":
-        common.echo_json(
-            {"engine": stopped["engine"], "prometheus": stopped["prometheus"]}, indent=None
-        )
+        common.echo_json(stopped, indent=None)
         return
-    for name in ("engine", "prometheus"):
-        click.echo(f"{name}: {'stopped' if stopped[name] else 'not running'}")
+    for name, was_running in stopped.items():
+        click.echo(f"{name}: {'stopped' if was_running else 'not running'}")

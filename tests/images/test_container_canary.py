@@ -206,3 +206,16 @@ def test_a_version_whose_container_died_is_loaded_again_by_the_next_plan(
     assert reply.status_code == 200 and reply.headers["x-mlops-version"] == "1.1.0"
     with pytest.raises(docker.errors.NotFound):
         client.containers.get(dead.id)  # the exited container was replaced, not kept
+
+
+def test_down_stops_the_containers_and_the_gateway(
+    ws: ContainerWorkspace, client: docker.DockerClient
+) -> None:
+    url = ws.url()
+    result = ws.mlops("down", "--format", "json")
+    assert json.loads(result.output)["containers"] is True
+    assert running(client, ws) == {}
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/_gateway/generation", timeout=5)
+    again = ws.mlops("down").output
+    assert "containers: not running" in again
