@@ -12,6 +12,15 @@ read-only root filesystem with /tmp writable as in the pod spec. Not modelled: s
 resource limits, probes' timing (readiness is polled when the API is read), Services (the
 proxy reaches containers directly), the remote-shadow ConfigMap (its URL is a cluster DNS
 name).
+
+`kubernetes.engine: triton` pods (server container `tritonserver`): Triton cannot run here, so
+the pod's serving container is the version's own mlops image (the stage-model init container's
+image: the same model, the same V2 protocol), with the plan's settings from the Deployment's
+annotation, and Prometheus scrapes, instead of that container, a stand-in exporter per pod
+(`standin.EngineAsTriton`) that serves the container's live counters under Triton's metric
+names and integer version label. The ConfigMap's config.pbtxt must parse as Triton's
+ModelConfig for the model (what Triton would load). Not realised: the pinned route's URLRewrite
+to Triton's integer version (the engine knows the version by its semver).
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ from mlops import fsio
 from mlops.providers import gateway as gateway_mod
 from mlops.providers.gateway import routes as gateway_routes
 from mlops.providers.images import container as image_container
+from mlops.providers.kubernetes import manifests, triton
+from tests.k8s.standin import EngineAsTriton
 
 READY_TIMEOUT_S = 120.0
 
@@ -40,6 +51,12 @@ class Pod:
     container_id: str
     port: int
     ready: bool = False
+    exporter: EngineAsTriton | None = None  # engine: triton only
+
+    @property
+    def metrics_address(self) -> str:
+        """What Prometheus scrapes: the Triton stand-in exporter, else the engine itself."""
+        return self.exporter.address if self.exporter else f"127.0.0.1:{self.port}"
 
 
 @dataclass
@@ -73,6 +90,12 @@ class Kubelet:
         template = json.dumps(deployment["spec"]["template"], sort_keys=True)
         replicas = int(deployment["spec"].get("replicas", 1))
         settings = self._settings(deployment, store)
+        if _is_triton(deployment):
+            try:
+                settings = self._triton_settings(deployment, store)
+            except Exception as exc:  # what Triton would refuse to load: the test reads these
+                self.errors.append(f"{deployment['metadata']['name']}: {exc}")
+                return
         with self.lock:
             current = self.workloads.get(name)
             if current and current.template == template and len(current.pods) == replicas:
@@ -90,6 +113,27 @@ class Kubelet:
                 fsio.atomic_write(path, str(obj["data"]["settings.json"]))
                 return path
         return None
+
+    def _triton_settings(self, deployment: dict[str, Any], store: dict[Any, Any]) -> Path:
+        """Check the ConfigMap's config.pbtxt as Triton would load it; write the plan's engine
+        settings (the Deployment's annotation) for the stand-in serving container."""
+        from google.protobuf import text_format
+        from tritonclient.grpc import model_config_pb2
+
+        meta = deployment["metadata"]
+        name, model = meta["name"], meta["labels"][manifests.NAME]
+        config = store.get(("configmaps", meta["namespace"], f"{name}-config"))
+        if config is None or triton.CONFIG_FILE not in config["data"]:
+            raise RuntimeError(f"{name}: no {triton.CONFIG_FILE} in {name}-config")
+        parsed = text_format.Parse(
+            config["data"][triton.CONFIG_FILE], model_config_pb2.ModelConfig()
+        )
+        if parsed.name != model:
+            raise RuntimeError(f"{name}: config.pbtxt names {parsed.name!r}, not {model!r}")
+        path: Path = self.root / "config" / f"{name}-triton" / "settings.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fsio.atomic_write(path, str(meta["annotations"][f"{manifests.ANNOTATION}settings"]))
+        return path
 
     def _roll(
         self,
@@ -116,18 +160,33 @@ class Kubelet:
             self.errors.append(f"{name}: {exc}")
 
     def _start(self, deployment: dict[str, Any], settings: Path | None) -> Pod:
-        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        pod_spec = deployment["spec"]["template"]["spec"]
+        (container,) = pod_spec["containers"]
         port = image_container.free_port()
-        args = list(container.get("args") or [])
-        for flag, value in (("--host", "127.0.0.1"), ("--port", str(port))):
-            args[args.index(flag) + 1] = value
         volumes = {}
-        for mount in container.get("volumeMounts") or []:
-            if mount.get("subPath") == "settings.json" and settings is not None:
-                volumes[str(settings)] = {"bind": mount["mountPath"], "mode": "ro"}
-        self._pull(container["image"])
+        if _is_triton(deployment):
+            # The mlops image of the version in place of Triton, as its engine entrypoint runs.
+            (stage,) = pod_spec["initContainers"]
+            image = stage["image"]
+            annotations = deployment["metadata"]["annotations"]
+            model = deployment["metadata"]["labels"][manifests.NAME]
+            semver = annotations[f"{manifests.ANNOTATION}semver"]
+            args = ["--repository", manifests.MODELS_DIR, "--host", "127.0.0.1"]
+            args += ["--port", str(port), "--load-all", "--state-dir", "/tmp/mlops-engine"]
+            if settings is not None:
+                bind = f"{manifests.MODELS_DIR}/{model}/{semver}/settings.json"
+                volumes[str(settings)] = {"bind": bind, "mode": "ro"}
+        else:
+            image = container["image"]
+            args = list(container.get("args") or [])
+            for flag, value in (("--host", "127.0.0.1"), ("--port", str(port))):
+                args[args.index(flag) + 1] = value
+            for mount in container.get("volumeMounts") or []:
+                if mount.get("subPath") == "settings.json" and settings is not None:
+                    volumes[str(settings)] = {"bind": mount["mountPath"], "mode": "ro"}
+        self._pull(image)
         started = self.client.containers.run(
-            container["image"],
+            image,
             command=args,
             detach=True,
             network_mode="host",
@@ -145,8 +204,16 @@ class Kubelet:
             if started.status == "exited" or time.monotonic() > deadline:
                 log = image_container.log_tail(started)
                 self._stop([pod])
-                raise RuntimeError(f"{container['image']} did not become ready: {log}")
+                raise RuntimeError(f"{image} did not become ready: {log}")
             time.sleep(0.2)
+        if _is_triton(deployment):
+            annotations = deployment["metadata"]["annotations"]
+            pod.exporter = EngineAsTriton(
+                deployment["metadata"]["labels"][manifests.NAME],
+                int(annotations[f"{manifests.ANNOTATION}model-version"]),
+                annotations[f"{manifests.ANNOTATION}semver"],
+                self._url(pod),
+            )
         return pod
 
     def _pull(self, image: str) -> None:
@@ -176,6 +243,8 @@ class Kubelet:
         import docker.errors
 
         for pod in pods:
+            if pod.exporter is not None:
+                pod.exporter.close()
             with contextlib.suppress(docker.errors.DockerException):
                 self.client.containers.get(pod.container_id).remove(force=True)
 
@@ -188,8 +257,8 @@ class Kubelet:
         return ready, pods
 
     def _write_targets(self) -> None:
-        ports = [p.port for w in self.workloads.values() for p in w.pods]
-        groups = [{"targets": [f"127.0.0.1:{port}" for port in ports]}] if ports else []
+        targets = [p.metrics_address for w in self.workloads.values() for p in w.pods]
+        groups = [{"targets": targets}] if targets else []
         fsio.atomic_write(self.targets, json.dumps(groups))
 
     # -- HTTPRoutes --------------------------------------------------------------------------
@@ -230,3 +299,9 @@ class Kubelet:
         self._stop(pods)
         self.gateway.stop()
         shutil.rmtree(self.root / "config", ignore_errors=True)
+
+
+def _is_triton(deployment: dict[str, Any]) -> bool:
+    """A pod of `kubernetes.engine: triton` (its server container runs tritonserver)."""
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return bool((container.get("command") or [""])[0] == "tritonserver")

@@ -4,8 +4,10 @@ real Prometheus that scrapes them.
 `TritonExporter` replays Triton's Prometheus text (the families, HELP/TYPE lines and label
 sets of a Triton 24.x `/metrics`, recorded format below) with counters that grow with time at
 the rates a test sets per version, so that PromQL over it behaves as over a real Triton.
-`Prometheus` is the Debian `prometheus` binary with a static scrape target, scraping every
-second, on a kernel-chosen port.
+`EngineAsTriton` serves the same Triton text for one pod whose serving container is the mlops
+engine (Triton cannot run here): its counters are the engine container's own, read from its
+/metrics at each scrape and renamed. `Prometheus` is the Debian `prometheus` binary with a
+static scrape target, scraping every second, on a kernel-chosen port.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 # Triton's default first-response histogram buckets (milliseconds).
 BUCKETS_MS = (1.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
@@ -118,6 +121,112 @@ class TritonExporter:
                 f"nv_inference_first_response_histogram_ms_sum{{{labels}}} {total * mean_ms:g}",
                 f"nv_inference_first_response_histogram_ms_count{{{labels}}} {total}",
             ]
+        return "\n".join(lines) + "\n"
+
+    def close(self) -> None:
+        self.http.shutdown()
+        self.http.server_close()
+
+
+def _serve(text: Callable[[], str | None]) -> ThreadingHTTPServer:
+    """/metrics answered by `text()` on a kernel-chosen loopback port (503 when it is None:
+    the scrape fails, as it would on a Triton that is down)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.path != "/metrics":
+                self.send_error(404)
+                return
+            answer = text()
+            if answer is None:
+                self.send_error(503)
+                return
+            body = answer.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    return http
+
+
+class EngineAsTriton:
+    """Triton's /metrics for one pod (model `model`, Triton's integer `version`) whose serving
+    container is the mlops engine at `engine_url`, serving the same version as `semver`.
+
+    At each scrape the engine's own counters for that version are read and written in the
+    recorded Triton text (HEADER's families and label sets): every inference request counts,
+    whatever its route, as Triton cannot tell them apart; 2xx are successes, 5xx failures with
+    reason BACKEND, other codes failures with reason OTHER; the engine's duration histogram
+    (seconds, successful requests) becomes the first-response histogram in milliseconds, each
+    Triton bucket holding the engine's count at the largest engine bound not above it (so a
+    quantile can only come out high, never low); its queue depth is the pending count."""
+
+    def __init__(self, model: str, version: int, semver: str, engine_url: str) -> None:
+        self.model, self.version, self.semver = model, version, semver
+        self.engine_url = engine_url
+        self.http = _serve(self.text)
+        self.address = f"127.0.0.1:{self.http.server_address[1]}"
+
+    def text(self) -> str | None:
+        try:
+            answer = httpx.get(f"{self.engine_url}/metrics", timeout=2.0)
+        except httpx.HTTPError:
+            return None
+        if answer.status_code != 200:
+            return None
+        ok = backend = other = pending = seconds = 0.0
+        buckets: dict[float, float] = {}
+        for family in text_string_to_metric_families(answer.text):
+            for sample in family.samples:
+                labels = sample.labels
+                if labels.get("model") != self.model or labels.get("version") != self.semver:
+                    continue
+                if sample.name == "mlops_requests_total":
+                    code = labels.get("code", "")
+                    if code.startswith("2"):
+                        ok += sample.value
+                    elif code.startswith("5"):
+                        backend += sample.value
+                    else:
+                        other += sample.value
+                elif sample.name == "mlops_request_duration_seconds_bucket":
+                    le = float(labels["le"])
+                    buckets[le] = buckets.get(le, 0.0) + sample.value
+                elif sample.name == "mlops_request_duration_seconds_sum":
+                    seconds += sample.value
+                elif sample.name == "mlops_queue_depth":
+                    pending += sample.value
+        total = ok + backend + other
+        series = f'model="{self.model}",version="{self.version}"'
+        lines = [
+            HEADER.rstrip("\n"),
+            f"nv_inference_request_success{{{series}}} {ok:.0f}",
+            f'nv_inference_request_failure{{{series},reason="BACKEND"}} {backend:.0f}',
+            f'nv_inference_request_failure{{{series},reason="REJECTED"}} 0',
+            f'nv_inference_request_failure{{{series},reason="OTHER"}} {other:.0f}',
+            f"nv_inference_count{{{series}}} {total:.0f}",
+            f"nv_inference_request_duration_us{{{series}}} {seconds * 1e6:.0f}",
+            f"nv_inference_pending_request_count{{{series}}} {pending:g}",
+        ]
+        for bound in BUCKETS_MS:
+            below = [count for le, count in buckets.items() if le * 1000 <= bound + 1e-9]
+            lines.append(
+                f'nv_inference_first_response_histogram_ms_bucket{{{series},le="{bound:g}"}} '
+                f"{max(below, default=0.0):.0f}"
+            )
+        served = buckets.get(float("inf"), 0.0)
+        lines += [
+            f'nv_inference_first_response_histogram_ms_bucket{{{series},le="+Inf"}} {served:.0f}',
+            f"nv_inference_first_response_histogram_ms_sum{{{series}}} {seconds * 1000:g}",
+            f"nv_inference_first_response_histogram_ms_count{{{series}}} {served:.0f}",
+        ]
         return "\n".join(lines) + "\n"
 
     def close(self) -> None:
