@@ -322,8 +322,12 @@ CRASHES = [
 ]
 
 
+# The image steps need podman and an OCI registry: tests/images/test_image_crash.py.
+IMAGE_KINDS = {K.BUILD_IMAGE, K.PUSH_IMAGE}
+
+
 def test_every_action_kind_has_a_crash_case() -> None:
-    assert {c.kind for c in CRASHES} == set(K)
+    assert {c.kind for c in CRASHES} == set(K) - IMAGE_KINDS
 
 
 def crash_apply(rig: Rig, victim: str, point: str) -> None:
