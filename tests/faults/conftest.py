@@ -27,7 +27,9 @@ class FakePrometheus:
     the body `answer()` returns (status 200, JSON content type): what a broken or empty
     Prometheus sends back."""
 
-    def __init__(self, answer: Callable[[str], bytes]) -> None:
+    def __init__(self, answer: Callable[[str], bytes], avoid: int) -> None:
+        """`avoid`: the engine's port, chosen before but bound later (by apply): the kernel
+        may hand that free port to this server, which would then take it from the engine."""
         outer = self
         self.answer = answer
         self.requests = 0
@@ -50,6 +52,10 @@ class FakePrometheus:
                 return
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        while self.server.server_address[1] == avoid:
+            taken = self.server  # kept bound until the next one has another port
+            self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            taken.server_close()
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property

@@ -39,7 +39,7 @@ def canary(ws: E2EWorkspace, url: str) -> str:
 
 
 def test_empty_results_pause_the_rollout(ws: E2EWorkspace) -> None:
-    with FakePrometheus(lambda path: EMPTY) as prometheus:
+    with FakePrometheus(lambda path: EMPTY, avoid=ws.port) as prometheus:
         plan = canary(ws, prometheus.url)
         with RoutingWatch(ws) as watch, Load(ws, rate=50.0):
             paused = ws.mlops("apply", plan, expect=4)
@@ -57,7 +57,7 @@ def test_empty_results_pause_the_rollout(ws: E2EWorkspace) -> None:
 @pytest.mark.parametrize("kind", sorted(GARBAGE))
 def test_garbage_aborts_without_rejecting(ws: E2EWorkspace, kind: str) -> None:
     body = GARBAGE[kind]
-    with FakePrometheus(lambda path: body) as prometheus:
+    with FakePrometheus(lambda path: body, avoid=ws.port) as prometheus:
         plan = canary(ws, prometheus.url)
         with RoutingWatch(ws) as watch, Load(ws, rate=50.0):
             aborted = ws.mlops("apply", plan, expect=3)

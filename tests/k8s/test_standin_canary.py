@@ -180,7 +180,9 @@ def test_an_erroring_image_is_rolled_back_automatically(
         gates="[{metric: error_rate, max: 0.05}]",
         min_requests=5,
     )
-    with Load(ws, rate=60.0, duration=400.0, poison_every=10) as load:
+    # Every 7th request is poisoned: 7 is coprime to the gateway's 4-request round-robin
+    # cycle at 25%, so the canary's share sees poisoned rows (every 10th could miss it).
+    with Load(ws, rate=60.0, duration=400.0, poison_every=7) as load:
         load.wait_answers(30)
         result = ws.mlops("apply", "--auto-approve", "specs/", expect=3)
     assert "gate failed at 25%: error_rate" in result.output, result.output
