@@ -168,11 +168,19 @@ def test_serve_on_all_addresses_warns_and_keeps_admin_on_loopback(tmp_path: Path
     try:
         state = _worker_state(tmp_path, proc)
         assert state["admin_url"] == f"http://127.0.0.1:{admin_port}"
-        listening = {
-            (c.laddr.ip, c.laddr.port)
-            for c in psutil.Process(proc.pid).net_connections(kind="tcp")
-            if c.status == psutil.CONN_LISTEN
-        }
+        expected = {("0.0.0.0", port), ("127.0.0.1", admin_port)}
+        listening: set[tuple[str, int]] = set()
+        for _ in range(300):  # the worker may announce itself before both sockets listen
+            supervisor = psutil.Process(proc.pid)
+            listening = {
+                (c.laddr.ip, c.laddr.port)
+                for p in (supervisor, *supervisor.children(recursive=True))
+                for c in p.net_connections(kind="tcp")
+                if c.status == psutil.CONN_LISTEN
+            }
+            if expected <= listening:
+                break
+            time.sleep(0.1)
         assert ("0.0.0.0", port) in listening
         assert ("127.0.0.1", admin_port) in listening
         assert not any(p == admin_port and ip != "127.0.0.1" for ip, p in listening)
