@@ -273,18 +273,10 @@ def drift(
     deployments = (
         [item.deployment for item in load.load_specs([specs], ws.root)] if specs.is_dir() else []
     )
+    from mlops.drift import live as drift_live
+
     registry = factory.registry(ws)
-    model = registry.refresh([name]).get(name)
-    if model is None:
-        raise errors.RegistryError(f"model {name!r} is not in the registry")
-    if version is None:
-        if model.stable is None:
-            raise errors.RegistryError(f"{name} has no stable version yet; pass --version")
-        version = model.stable
-    registered = model.versions.get(version)
-    if registered is None:
-        known = ", ".join(sorted(model.versions)) or "none"
-        raise errors.RegistryError(f"{name}@{version} is not in the registry (versions: {known})")
+    version, registered = drift_live.registered_version(registry, name, version)
     request = drift_run.Request(
         model=name,
         version=version,

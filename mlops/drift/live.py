@@ -43,13 +43,9 @@ def deployments(ws: Workspace) -> list[spec.ModelDeployment]:
     return [item.deployment for item in load.load_specs([specs], ws.root)] if specs.is_dir() else []
 
 
-def lookup(ws: Workspace, name: str, version: str | None) -> Target:
-    """NAME@VERSION (default: stable) as the registry knows it, with its spec's monitoring."""
-    try:
-        spec.Metadata(name=name)
-    except pydantic.ValidationError:
-        raise errors.UsageError(f"{name!r} is not a model name (DNS-1123 label)") from None
-    registry = factory.registry(ws)
+def registered_version(registry: Any, name: str, version: str | None) -> tuple[str, Any]:
+    """NAME@VERSION (default: the stable version) as the registry records it, or a one-line
+    RegistryError naming what is missing."""
     model = registry.refresh([name]).get(name)
     if model is None:
         raise errors.RegistryError(f"model {name!r} is not in the registry")
@@ -61,6 +57,17 @@ def lookup(ws: Workspace, name: str, version: str | None) -> Target:
     if registered is None:
         known = ", ".join(sorted(model.versions)) or "none"
         raise errors.RegistryError(f"{name}@{version} is not in the registry (versions: {known})")
+    return version, registered
+
+
+def lookup(ws: Workspace, name: str, version: str | None) -> Target:
+    """NAME@VERSION (default: stable) as the registry knows it, with its spec's monitoring."""
+    try:
+        spec.Metadata(name=name)
+    except pydantic.ValidationError:
+        raise errors.UsageError(f"{name!r} is not a model name (DNS-1123 label)") from None
+    registry = factory.registry(ws)
+    version, registered = registered_version(registry, name, version)
     return Target(
         name=name,
         version=version,
