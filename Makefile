@@ -107,6 +107,7 @@ fuzz: venv
 # bench/results.md, with the last soak and fuzz results. QUICK=1: quick settings.
 .PHONY: bench
 bench: venv system-deps
+	$(BIN)/python -m pip install -q -e '.[bench]'  # granian, for the bare-handler comparison
 	QUICK=$${QUICK:-} $(BIN)/python bench/run.py
 
 # Promote/rollback cycles under steady load for SOAK_SECONDS (default 600): failed requests,

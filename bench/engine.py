@@ -392,12 +392,23 @@ class MLServer(Server):
 
 
 class Bare(Server):
-    label = "bare handler"
+    """The bare handler (engine_support/bare.py) behind one of its HTTP front ends."""
 
-    def __init__(self, model_path: Path, model: str, workdir: Path, port: int) -> None:
+    label = "bare handler"
+    labels = {
+        "uvicorn": "bare handler",  # the ceiling the engine's goals were set against
+        "raw": "bare raw httptools",
+        "granian": "bare granian RSGI",
+    }
+
+    def __init__(
+        self, model_path: Path, model: str, workdir: Path, port: int, server: str = "uvicorn"
+    ) -> None:
         command = [
             str(PROJECT_PYTHON),
             str(SUPPORT / "bare.py"),
+            "--server",
+            server,
             "--model",
             str(model_path),
             "--name",
@@ -407,8 +418,15 @@ class Bare(Server):
             "--port",
             str(port),
         ]
-        super().__init__("bare", command, workdir / "bare.log", port)
+        self.label = self.labels[server]
+        super().__init__(f"bare-{server}", command, workdir / f"bare-{server}.log", port)
         self.wait_until("/v2/health/ready")
+
+
+def granian_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("granian") is not None
 
 
 # --------------------------------------------------------------------------- environment
@@ -604,6 +622,11 @@ def ratio_goals(
         results.goals.append(Goal(scenario, name, "-", "not measured", None))
         return
     note = "errors during the run" if a.errors or b.errors else ""
+    if min_rps is None and max_p99 is None:  # a figure reported without a goal
+        value = a.rps / b.rps
+        measured = f"{value:.2f}x ({a.rps:,.0f} / {b.rps:,.0f}); p99 {a.p99_ms / b.p99_ms:.2f}x"
+        results.goals.append(Goal(scenario, f"{name}: req/s ratio", "-", measured, None, note))
+        return
     if min_rps is not None:
         value = a.rps / b.rps
         cpu_ratio = b.cpu_us_per_request / a.cpu_us_per_request if a.cpu_us_per_request else 0
@@ -829,9 +852,19 @@ class Bench:
             servers.append(mlserver)
             self.check_output(mlserver, mlserver.infer_url("tiny"), self.tiny)
         if "2" in self.scenarios:
-            bare = Bare(self.tiny.path, "tiny", self.workdir, pick_port(18680))
-            servers.append(bare)
-            self.check_output(bare, bare.infer_url("tiny"), self.tiny)
+            fronts = ["uvicorn", "raw"]
+            if granian_available():
+                fronts.append("granian")
+            else:
+                self.results.skipped.append(
+                    "bare granian RSGI: granian is not installed (pip install -e '.[bench]')"
+                )
+            for offset, front in enumerate(fronts):
+                bare = Bare(
+                    self.tiny.path, "tiny", self.workdir, pick_port(18680 + 10 * offset), front
+                )
+                servers.append(bare)
+                self.check_output(bare, bare.infer_url("tiny"), self.tiny)
         for conns in CONCURRENCIES:
             for round_ in range(1, self.profile.rounds + 1):
                 for server in alternate(servers, round_):
@@ -852,7 +885,11 @@ class Bench:
                 )
             if "2" in self.scenarios:
                 ceiling = results.row("1-2", Bare.label, "tiny", conns, "saturated")
-                ratio_goals(results, "2", f"engine/bare c={conns}", mine, ceiling, min_rps=0.6)
+                ratio_goals(results, "2", f"engine/bare c={conns}", mine, ceiling, min_rps=1.0)
+                for front in ("raw", "granian"):
+                    other = results.row("1-2", Bare.labels[front], "tiny", conns, "saturated")
+                    if other is not None:
+                        ratio_goals(results, "2", f"bare {front}/uvicorn c={conns}", other, ceiling)
 
     def batching(self, engine: Engine) -> None:
         log("== scenario 3: dynamic batching on vs off")

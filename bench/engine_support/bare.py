@@ -1,17 +1,29 @@
-"""The bare handler: uvicorn (httptools, uvloop) + onnxruntime answering V2 JSON infer.
+"""The bare handler: onnxruntime answering V2 JSON infer behind one of three HTTP front ends.
 
 No routing, no metrics, no batching, no validation beyond what decoding needs: the ceiling of
-a Python HTTP front end on this machine. Run with the project's virtualenv:
+a Python HTTP front end on this machine, for each way of running one:
+
+- `uvicorn`: a raw ASGI callable on uvicorn (httptools, uvloop);
+- `raw`: httptools driven directly by an asyncio protocol on uvloop, no ASGI at all (the
+  approach the engine's own front door, mlops/serving/protocol.py, takes);
+- `granian`: granian's RSGI interface (Rust HTTP server; bare_rsgi.py).
+
+Run with the project's virtualenv:
 
     python bench/engine_support/bare.py --model model.onnx --name tiny --port 9001
+    python bench/engine_support/bare.py --server raw --model model.onnx --name tiny --port 9001
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httptools
 import numpy as np
 import onnxruntime as ort
 import orjson
@@ -99,13 +111,89 @@ async def _respond(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class RawProtocol(asyncio.Protocol):
+    """HTTP/1.1 keep-alive on httptools, answering each request as soon as it is parsed."""
+
+    def __init__(self, app: BareApp) -> None:
+        self.app = app
+        self.infer_path = app.infer_path.encode()
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.url = b""
+        self.body: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            assert self.transport is not None
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.body = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        status, payload = b"200 OK", b"{}"
+        if self.url == self.infer_path:
+            try:
+                payload = self.app.infer(b"".join(self.body))
+            except (KeyError, TypeError, ValueError) as error:
+                status, payload = b"400 Bad Request", orjson.dumps({"error": str(error)})
+        elif not self.url.startswith(b"/v2/health/"):
+            status, payload = b"404 Not Found", b'{"error": "not found"}'
+        assert self.transport is not None
+        self.transport.write(
+            b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+            % (status, len(payload), payload)
+        )
+
+
+async def _serve_raw(app: BareApp, host: str, port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: RawProtocol(app), host, port, backlog=2048)
+    await server.serve_forever()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--server", choices=["uvicorn", "raw", "granian"], default="uvicorn")
     parser.add_argument("--model", required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
+    if args.server == "raw":
+        import uvloop
+
+        uvloop.run(_serve_raw(BareApp(args.model, args.name), args.host, args.port))
+        return
+    if args.server == "granian":
+        from granian.constants import Interfaces
+        from granian.server import Server as Granian
+
+        os.environ["BARE_MODEL"], os.environ["BARE_NAME"] = args.model, args.name
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        # One worker, one runtime thread: the same single core as the other servers.
+        Granian(
+            "bare_rsgi:app",
+            address=args.host,
+            port=args.port,
+            interface=Interfaces.RSGI,
+            workers=1,
+            runtime_threads=1,
+            log_enabled=False,
+        ).serve()
+        return
     uvicorn.run(
         BareApp(args.model, args.name),
         host=args.host,

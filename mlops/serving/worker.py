@@ -26,13 +26,11 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from mlops import errors, fsio
 from mlops.serving import desired, protocol
@@ -44,15 +42,6 @@ from mlops.serving.config import ServeConfig
 EXIT_GRACE_SECONDS = 2.0
 BACKLOG = 2048
 READY_POLL_S = 0.05
-
-AsgiApp = Callable[
-    [
-        MutableMapping[str, Any],
-        Callable[[], Awaitable[MutableMapping[str, Any]]],
-        Callable[[MutableMapping[str, Any]], Awaitable[None]],
-    ],
-    Awaitable[None],
-]
 
 
 def ensure_free(host: str, port: int) -> None:
@@ -143,10 +132,12 @@ class _Worker:
         engine: Engine,
         data: socket.socket,
         admin_port: int,
+        http_class: type[protocol.Connection],
         *,
         join: bool,
     ) -> None:
         self.config, self.index, self.server, self.engine = config, index, server, engine
+        self.http_class = http_class
         self.data, self.admin_port, self.join = data, admin_port, join
         self.data_server: asyncio.AbstractServer | None = None
         self.draining = False
@@ -184,16 +175,10 @@ class _Worker:
             return
         self.draining = True
         _write_state(self.config, self.index, self.admin_port, serving=False)
-        closing = _closing(self.server.config.loaded_app)
-        self.server.config.loaded_app = closing  # connections accepted from here on
+        # Every response on the data port from here on (the ones in flight included) carries
+        # Connection: close, and its connection closes after it.
+        protocol.retire(self.http_class)
         await self._close_the_door()
-        for connection in list(self.server.server_state.connections):
-            if not isinstance(connection, HttpToolsProtocol) or not self._on_data_port(connection):
-                continue
-            connection.app = closing  # its next request is answered with Connection: close
-            cycle = connection.cycle
-            if cycle is not None and not cycle.response_complete:
-                cycle.keep_alive = False  # the one in flight closes the connection
         loop = asyncio.get_running_loop()
         # Idle connections close at their keep-alive timeout (at most twice the setting).
         deadline = loop.time() + 2 * self.config.keepalive_timeout_s + 1.0
@@ -231,26 +216,6 @@ class _Worker:
         return local is not None and local[1] == self.config.port
 
 
-def _closing(app: Any) -> AsgiApp:
-    """`app`, with `Connection: close` on every response (uvicorn then closes the connection
-    after it, and the client opens a new one elsewhere)."""
-
-    async def closing(
-        scope: MutableMapping[str, Any],
-        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
-        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
-    ) -> None:
-        async def send_closing(message: MutableMapping[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                headers = [*message.get("headers", []), (b"connection", b"close")]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await app(scope, receive, send_closing if scope["type"] == "http" else send)
-
-    return closing
-
-
 async def _serve(config: ServeConfig, index: int, *, check_port: bool, join: bool) -> None:
     if check_port:
         ensure_free(config.host, config.port)  # the supervisor checks for its workers
@@ -269,10 +234,11 @@ async def _serve(config: ServeConfig, index: int, *, check_port: bool, join: boo
         desired_file=config.state_dir / desired.FILE,
     )
     engine.serve_admin_on(admin_port)
+    http_class = protocol.configure(config)  # httptools with the connection limits
     server = _Server(
         uvicorn.Config(
             engine,
-            http=protocol.configure(config),  # httptools with the connection limits
+            http=http_class,
             ws="none",
             loop="none",  # already running on uvloop
             lifespan="on",
@@ -280,10 +246,11 @@ async def _serve(config: ServeConfig, index: int, *, check_port: bool, join: boo
             log_level=config.log_level,
             server_header=False,
             date_header=False,
+            proxy_headers=False,  # the engine reads no forwarded headers: no middleware
             timeout_graceful_shutdown=10,
         )
     )
-    worker = _Worker(config, index, server, engine, data, admin_port, join=join)
+    worker = _Worker(config, index, server, engine, data, admin_port, http_class, join=join)
     loop = asyncio.get_running_loop()
     draining: set[asyncio.Task[None]] = set()
     loop.add_signal_handler(signal.SIGUSR1, lambda: draining.add(loop.create_task(worker.drain())))
