@@ -203,18 +203,6 @@ class Batcher:
             for it in items:  # the queue wait, for Triton's statistics (triton_compat.py)
                 self._stats.queued_seconds += now - it.since
             self._busy += 1
-            if self._clock is not None and self.cost * sum(it.rows for it in items) <= (
-                INLINE_MAX_SECONDS
-            ):
-                # A batch as cheap as an inline run runs inline too: the round trip through
-                # the pool would cost more than the run.
-                try:
-                    results = self._run(items)
-                except Exception as exc:
-                    self._finish(items, None, exc)
-                else:
-                    self._finish(items, results, None)
-                continue
             future = self._loop.run_in_executor(self._executor, self._run, items)
             future.add_done_callback(functools.partial(self._done, items))
 
@@ -300,25 +288,14 @@ class Batcher:
         return outputs
 
     def _done(self, items: list[_Item], future: asyncio.Future[list[Result]]) -> None:
-        if future.cancelled():
-            self._finish(items, None, "cancelled")
-        elif (exc := future.exception()) is not None:
-            self._finish(items, None, exc)
-        else:
-            self._finish(items, future.result(), None)
-        self._dispatch()
-
-    def _finish(
-        self, items: list[_Item], results: list[Result] | None, exc: BaseException | str | None
-    ) -> None:
-        """Answer a run's requests with their results (or all with the run's failure)."""
         self._busy -= 1
         self._stats.batches += 1
         self._stats.batched_requests += len(items)
+        exc = "cancelled" if future.cancelled() else future.exception()
         for i, it in enumerate(items):
             if it.future.done():  # the client went away and the request was cancelled
                 continue
-            result = ModelFailure(f"model failed: {exc}") if results is None else results[i]
+            result = ModelFailure(f"model failed: {exc}") if exc else future.result()[i]
             if isinstance(result, ServingError):
                 it.future.set_exception(result)
             else:
@@ -326,3 +303,4 @@ class Batcher:
         self.outstanding -= len(items)
         if self.outstanding == 0 and self._drained is not None:
             self._drained.set()
+        self._dispatch()
