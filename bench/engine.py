@@ -397,6 +397,7 @@ class Bare(Server):
     label = "bare handler"
     labels = {
         "uvicorn": "bare handler",  # the ceiling the engine's goals were set against
+        "mlops": "bare mlops front door",
         "raw": "bare raw httptools",
         "granian": "bare granian RSGI",
     }
@@ -852,7 +853,7 @@ class Bench:
             servers.append(mlserver)
             self.check_output(mlserver, mlserver.infer_url("tiny"), self.tiny)
         if "2" in self.scenarios:
-            fronts = ["uvicorn", "raw"]
+            fronts = ["uvicorn", "mlops", "raw"]
             if granian_available():
                 fronts.append("granian")
             else:
@@ -886,6 +887,11 @@ class Bench:
             if "2" in self.scenarios:
                 ceiling = results.row("1-2", Bare.label, "tiny", conns, "saturated")
                 ratio_goals(results, "2", f"engine/bare c={conns}", mine, ceiling, min_rps=1.0)
+                ours = results.row("1-2", Bare.labels["mlops"], "tiny", conns, "saturated")
+                ratio_goals(
+                    results, "2", f"front door: bare mlops/uvicorn c={conns}", ours, ceiling,
+                    min_rps=1.0,
+                )  # fmt: skip
                 for front in ("raw", "granian"):
                     other = results.row("1-2", Bare.labels[front], "tiny", conns, "saturated")
                     if other is not None:

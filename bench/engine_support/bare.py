@@ -4,8 +4,9 @@ No routing, no metrics, no batching, no validation beyond what decoding needs: t
 a Python HTTP front end on this machine, for each way of running one:
 
 - `uvicorn`: a raw ASGI callable on uvicorn (httptools, uvloop);
-- `raw`: httptools driven directly by an asyncio protocol on uvloop, no ASGI at all (the
-  approach the engine's own front door, mlops/serving/protocol.py, takes);
+- `mlops`: the same ASGI callable and uvicorn server, with the engine's own connection
+  protocol (mlops/serving/protocol.py, its limits included) in place of uvicorn's;
+- `raw`: httptools driven directly by an asyncio protocol on uvloop, no ASGI and no limits;
 - `granian`: granian's RSGI interface (Rust HTTP server; bare_rsgi.py).
 
 Run with the project's virtualenv:
@@ -166,7 +167,9 @@ async def _serve_raw(app: BareApp, host: str, port: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--server", choices=["uvicorn", "raw", "granian"], default="uvicorn")
+    parser.add_argument(
+        "--server", choices=["uvicorn", "mlops", "raw", "granian"], default="uvicorn"
+    )
     parser.add_argument("--model", required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--host", default="127.0.0.1")
@@ -194,12 +197,19 @@ def main() -> None:
             log_enabled=False,
         ).serve()
         return
+    http: Any = "httptools"
+    if args.server == "mlops":
+        # The engine's own front door (mlops/serving/protocol.py) under the same handler.
+        from mlops.serving import protocol
+        from mlops.serving.config import ServeConfig
+
+        http = protocol.configure(ServeConfig(host=args.host, port=args.port))
     uvicorn.run(
         BareApp(args.model, args.name),
         host=args.host,
         port=args.port,
         loop="uvloop",
-        http="httptools",
+        http=http,
         lifespan="off",
         access_log=False,
         log_level="warning",

@@ -54,6 +54,7 @@ import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, ClassVar
 
 import httptools
@@ -97,6 +98,8 @@ _STATUS_LINES = {
     status: f"HTTP/1.1 {status} {status.phrase}\r\n".encode() for status in http.HTTPStatus
 }
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_ASGI = {"version": "3.0", "spec_version": "2.3"}
+_METHODS = {m.encode(): m for m in ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH")}
 _DISCONNECT: Message = {"type": "http.disconnect"}
 
 
@@ -360,9 +363,13 @@ class _Request:
         keep_alive = self.keep_alive and not (conn.gate.retiring and conn.on_data_port)
         headers = message.get("headers", ())
         defaults = conn.server_state.default_headers
-        for name, value in [*defaults, *headers] if defaults else headers:
-            if _BAD_HEADER_VALUE.search(value) or _BAD_HEADER_VALUE.search(name):
-                raise RuntimeError("invalid character in a response header")
+        if defaults:
+            headers = [*defaults, *headers]
+        # One search over every name and value: no CR, LF or other control character can
+        # split a header (and a client-supplied value echoed back cannot inject one).
+        if _BAD_HEADER_VALUE.search(b"".join(chain.from_iterable(headers))):
+            raise RuntimeError("invalid character in a response header")
+        for name, value in headers:
             lowered = name.lower()
             if lowered == b"content-length":
                 length = int(value)
@@ -639,23 +646,28 @@ class Connection(asyncio.Protocol):
             self._cancel_timer()
         parser = self.parser
         version = parser.get_http_version()
-        url = httptools.parse_url(self._url)
-        raw_path: bytes = url.path
+        target = self._url
+        if target[:1] == b"/":  # origin form, already checked by the parser
+            raw_path, _, query = target.partition(b"#")[0].partition(b"?")
+        else:  # absolute form (or garbage, refused here)
+            url = httptools.parse_url(target)
+            raw_path, query = url.path or b"/", url.query or b""
         path = raw_path.decode("ascii")
         if "%" in path:
             path = urllib.parse.unquote(path)
+        method = parser.get_method()
         scope: Message = {
             "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "asgi": _ASGI,
             "http_version": version,
             "server": self.server,
             "client": self.client,
             "scheme": "http",
-            "method": parser.get_method().decode("ascii"),
+            "method": _METHODS.get(method) or method.decode("ascii"),
             "root_path": "",
             "path": path,
             "raw_path": raw_path,
-            "query_string": url.query or b"",
+            "query_string": query,
             "headers": self._headers,
         }
         keep_alive = version != "1.0" and parser.should_keep_alive()
