@@ -238,6 +238,9 @@ def render_text(document: dict[str, Any]) -> str:
         policy = (scaling.get("autoscaling") or {}).get("text") or "off"
         lines.append(f"engine: {scaling.get('replicas')} workers; autoscaling: {policy}")
         for event in scaling.get("events", [])[-3:]:
+            if event.get("by") == "restart":  # a worker died and the supervisor replaced it
+                lines.append(f"  {event.get('at')} restart: {event.get('reason')}")
+                continue
             lines.append(
                 f"  {event.get('at')} workers {event.get('from')} -> {event.get('to')} "
                 f"({event.get('by')}): {event.get('reason')}"

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -333,6 +334,12 @@ class Controller:
         if self._scaler is not None:
             self._scaler.changed(now)
 
+    def restarted(self, workers: int, index: int, code: int) -> None:
+        """Record that the supervisor restarted a worker that died (shown by `mlops status`
+        even once the new worker is up)."""
+        how = f"killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
+        self.events.append(workers, workers, "restart", f"worker {index} {how}; restarted")
+
     def _refresh_policy(self, now: float) -> None:
         self._policy_read = now
         policy = read_policy(self.state_dir, self.repository)
@@ -454,3 +461,10 @@ class Controller:
         if not isinstance(loaded, list) or not isinstance(generations, dict):
             return None
         return float(min(value, 10_000_000)), loaded[:10_000], generations
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

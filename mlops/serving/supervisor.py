@@ -8,7 +8,8 @@ The worker count changes live, with no restart and no lost request: write
 indices) join the port once they serve every version the others serve (`worker --join`);
 surplus workers (the highest indices) get SIGUSR1 and drain before they exit. The same live
 scaling follows the load when the loaded versions ask for autoscaling (autoscale.py); the count
-running is kept in `replicas.json` and every change, with its reason, in scale-events.jsonl.
+running is kept in `replicas.json` and every change, with its reason, in scale-events.jsonl,
+where each restart of a dead worker is recorded too (`mlops status` shows them).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -65,6 +67,8 @@ class _Pool:
     quick_deaths: int = 0
     stopping: bool = False
     rescale: bool = False
+    # Told of each restart of a dead worker: (index, exit code, negative for a signal).
+    on_restart: Callable[[int, int], None] | None = None
 
     def spawn(self, index: int, *, join: bool) -> None:
         command = [
@@ -106,6 +110,8 @@ class _Pool:
                 return False
             log.warning("worker %d exited with code %s; restarting it", index, code)
             self.spawn(index, join=False)
+            if self.on_restart is not None:
+                self.on_restart(index, code)
         return True
 
     def signal_all(self, signum: int) -> None:
@@ -144,6 +150,7 @@ def run(config: ServeConfig) -> int:
     token = None if config.admin_token_file is None else read_admin_token(config.admin_token_file)
     scaler = autoscale.Controller(config.state_dir, config.repository, token)
     scaler.scaled(time.monotonic(), config.replicas, config.replicas, "start", "")
+    pool.on_restart = lambda index, code: scaler.restarted(len(pool.workers), index, code)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

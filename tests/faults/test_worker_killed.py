@@ -3,7 +3,8 @@ faults).
 
 Documented outcome (docs/faults.md): the supervisor restarts the worker from the desired
 state (the versions loaded and the last confirmed routing table, canary weight included);
-`mlops status` shows the engine short of a replica until it is back; the rollout goes on
+`mlops status` shows the engine short of a replica until it is back, and the restart (which
+worker, killed by which signal) from then on; the rollout goes on
 (the gates may see errors from that worker only); the next plan has nothing to repair (or
 repairs what is missing); only requests in flight on that worker may fail: at most the load
 generator's concurrency.
@@ -66,6 +67,13 @@ def test_worker_killed_mid_rollout(ws: E2EWorkspace) -> None:
     assert worker_pid(ws, 1) != victim
     log = (ws.root / ".mlops" / "logs" / "engine.log").read_text()
     assert "worker 1 exited with code -9; restarting it" in log, log[-2000:]
+    # Status shows the restart after the fact too, from the supervisor's event record.
+    events = ws.status()["engine_scaling"]["events"]
+    assert any(
+        e["by"] == "restart" and e["reason"] == "worker 1 killed by SIGKILL; restarted"
+        for e in events
+    ), events
+    assert "restart: worker 1 killed by SIGKILL; restarted" in ws.mlops("status").stdout
     print(f"status showed the engine short of a worker: {short}")
     assert load.summary is not None and load.summary.sent > 500
     assert load.summary.failed <= CONCURRENCY, load.summary.to_dict()
