@@ -499,7 +499,8 @@ class Connection(asyncio.Protocol):
                 request.disconnected = True
                 request.wake()
         self.queue.clear()
-        self._start = None
+        # No reference cycles left for the collector (a request points at its connection).
+        self._start = self.current = self.parsing = None
         self.write_paused = False
         self._wake_drainers()
         if exc is None:
