@@ -302,10 +302,9 @@ class _Request:
         chunks = self.body
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self.body = []
-        if self.buffered > HIGH_WATER:
-            self.buffered = 0
+        paused, self.buffered = self.buffered > HIGH_WATER, 0
+        if paused:
             conn.update_reading()
-        self.buffered = 0
         return {"type": "http.request", "body": body, "more_body": not self.complete}
 
     async def send(self, message: Message) -> None:
@@ -319,6 +318,11 @@ class _Request:
             if kind != "http.response.start":
                 raise RuntimeError(f"expected http.response.start, got {kind!r}")
             self.started = True
+            if self.expect_continue and not self.complete:
+                # The client waits for 100 Continue before sending its body, and it will not
+                # come: close after this answer (RFC 9110 10.1.1) rather than take whatever it
+                # sends next for that body.
+                self.keep_alive = False
             self.expect_continue = False
             self.head = message  # written with the first body part: one write per response
             return
@@ -784,6 +788,10 @@ class Connection(asyncio.Protocol):
             return
         if self.transport.is_closing():
             return
+        if self.read_paused:
+            # Answered before its body was read (a 413, a 503): read on, dropping the rest of
+            # the body, so that a client still sending it finishes and reads the answer.
+            self.update_reading()
         if self.queue:
             self.loop.call_soon(self._next)
         else:

@@ -58,6 +58,12 @@ class Probe:
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
             return
+        if path == "/early":  # answers without reading the body (as a 413 or a 503 does)
+            body = b'{"error": "too large"}'
+            headers = [(b"content-type", b"application/json"), (b"content-length", b"22")]
+            await send({"type": "http.response.start", "status": 413, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
         if path == "/slow":
             await asyncio.sleep(0.3)
         size, more = 0, True
@@ -255,3 +261,31 @@ def test_retiring_closes_each_connection_after_its_next_answer(door: FrontDoor) 
             assert closed_by_server(sock)
         finally:
             door.http_class.gate.retiring = False
+
+
+def test_an_answer_before_the_body_lets_the_client_finish_sending(door: FrontDoor) -> None:
+    """A client that sends its whole body before reading (as most do) gets the early answer;
+    the rest of the body is read and dropped, and the connection serves the next request."""
+    size = 8 << 20  # far beyond socket buffers and the read high-water mark
+    with connect(door.port) as sock:
+        sock.sendall(b"POST /early HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n" % size)
+        piece = b"z" * (1 << 20)
+        for _ in range(size // len(piece)):
+            sock.sendall(piece)  # blocks for good if the server stopped reading
+        stream = sock.makefile("rb")
+        answer = parse_answer(stream)
+        assert answer.status == 413
+        sock.sendall(_get(b"/next"))
+        assert parse_answer(stream).json()["path"] == "/next"
+
+
+def test_an_early_answer_to_expect_100_continue_closes_the_connection(door: FrontDoor) -> None:
+    with connect(door.port) as sock:
+        sock.sendall(
+            b"POST /early HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\n"
+            b"content-length: 1000\r\n\r\n"
+        )
+        answer = read_answer(sock)  # the final answer, never 100 Continue
+        assert answer.status == 413
+        assert answer.headers["connection"] == "close"
+        assert closed_by_server(sock)
