@@ -897,3 +897,7 @@ def retire(protocol: type[Connection]) -> None:
     """From now on every response on the data port closes its connection (a scale-down: the
     clients reconnect to the workers that stay)."""
     protocol.gate.retiring = True
+
+
+# The name this protocol had while it was a subclass of uvicorn's (kept for importers).
+LimitedHttpToolsProtocol = Connection
