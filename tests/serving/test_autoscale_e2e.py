@@ -78,6 +78,19 @@ def wait_for(ws: E2EWorkspace, what: str, check: Any) -> dict[str, Any]:
         time.sleep(0.5)
 
 
+def serving_workers(ws: E2EWorkspace) -> set[str]:
+    """The admin addresses of the workers that announced they listen on the data port."""
+    found = set()
+    for path in (ws.root / ".mlops").rglob("worker-*.json"):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and doc.get("serving"):
+            found.add(str(doc["admin_url"]).removeprefix("http://"))
+    return found
+
+
 def autoscaled(scaling: dict[str, Any], before: int, after: int) -> bool:
     return any(
         e.get("by") == "autoscale" and (e.get("from"), e.get("to")) == (before, after)
@@ -102,6 +115,12 @@ def test_local_autoscaling_adds_a_worker_under_a_load_step_and_removes_it_after(
 
     with clients(ws, count=8, pause=0.0) as step:
         up = wait_for(ws, "scale-up", lambda s: autoscaled(s, 1, 2))
+        # The event is recorded when the worker is started; it announces itself once it has
+        # loaded every version and listens on the data port (a busy machine takes seconds).
+        deadline = time.monotonic() + DEADLINE_S
+        while len(serving_workers(ws)) < 2:
+            assert time.monotonic() < deadline, (serving_workers(ws), step)
+            time.sleep(0.1)
         # The new worker serves: requests keep being answered after it joined.
         answered = step["200"]
         deadline = time.monotonic() + DEADLINE_S
@@ -113,7 +132,7 @@ def test_local_autoscaling_adds_a_worker_under_a_load_step_and_removes_it_after(
     assert (
         "requests in flight per worker > target 2" in event["reason"] or "CPU" in event["reason"]
     ), event
-    workers = {url.removeprefix("http://") for url in ws.admin_urls()}
+    workers = serving_workers(ws)
     assert len(workers) == 2, workers
     # Prometheus (file_sd) follows the workers the supervisor added (it rewrites the file
     # within a sampling period of the new worker announcing itself).
