@@ -453,6 +453,13 @@ def test_upgrade_requests_are_served_as_plain_http(limited: LimitedEngine) -> No
 # -- the worker process uses all of this
 
 
+def serving(state: Path) -> bool:
+    try:
+        return bool(json.loads(state.read_text()).get("serving"))
+    except (OSError, ValueError):
+        return False
+
+
 @pytest.mark.slow
 def test_the_worker_enforces_the_limits(repo: Path, tmp_path: Path) -> None:
     port = free_port()
@@ -471,7 +478,9 @@ def test_the_worker_enforces_the_limits(repo: Path, tmp_path: Path) -> None:
     )
     try:
         deadline = time.monotonic() + 60
-        while not (tmp_path / "worker-0.json").exists():
+        # The worker announces its admin address first (serving: false) and says serving: true
+        # once it listens on the data port.
+        while not serving(tmp_path / "worker-0.json"):
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             assert time.monotonic() < deadline, "the worker did not start"
             time.sleep(0.05)
