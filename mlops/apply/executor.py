@@ -242,5 +242,17 @@ def _advice(exc: errors.MlopsError, kind: t.ActionKind, model: str) -> str:
     if isinstance(exc, errors.PermanentError):
         if kind is t.ActionKind.REGISTER:
             return "nothing was registered: fix the cause, then plan again"
+        if kind in _BEFORE_TRAFFIC:
+            return (
+                "this run has not moved traffic or loaded anything: fix the cause, then plan again"
+            )
         return f"retrying will not help: fix the cause and plan again, or `mlops rollback {model}`"
+    if kind in _BEFORE_TRAFFIC:
+        return "re-run the same apply to resume (this run has not moved traffic or loaded anything)"
     return f"re-run the same apply to resume, or `mlops rollback {model}`"
+
+
+# Steps that come before this run loads or routes anything: there is nothing to roll back.
+_BEFORE_TRAFFIC = frozenset(
+    {t.ActionKind.VERIFY, t.ActionKind.BUILD_IMAGE, t.ActionKind.PUSH_IMAGE}
+)

@@ -92,3 +92,9 @@ def test_transient_and_permanent_failures_get_different_advice() -> None:
         assert "re-run" not in advice and "nothing was registered" in advice
         later = executor._advice(permanent, traffic, "m")
         assert "re-run" not in later and "mlops rollback m" in later
+        # Before the candidate is loaded anywhere there is nothing to roll back.
+        for early in (t.ActionKind.VERIFY, t.ActionKind.BUILD_IMAGE, t.ActionKind.PUSH_IMAGE):
+            advice = executor._advice(permanent, early, "m")
+            assert "rollback" not in advice and "has not moved traffic" in advice, advice
+    pushing = executor._advice(errors.TransientError("registry down"), t.ActionKind.PUSH_IMAGE, "m")
+    assert "re-run the same apply to resume" in pushing and "rollback" not in pushing
