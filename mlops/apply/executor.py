@@ -107,7 +107,8 @@ class Executor:
                 self.hooks.on_action_end(action, "failed", exc.message)
                 raise errors.MlopsError(
                     f"{action.id} failed: {exc.message} "
-                    f"(run {self.run.run_id}; {_advice(exc, action.kind, model)})",
+                    f"(run {self.run.run_id}; "
+                    f"{_advice(exc, action.kind, model, served=self._served(model, done))})",
                     exit_code=exc.exit_code,
                 ) from exc
             except Exception as exc:
@@ -121,6 +122,15 @@ class Executor:
                 blocked[model] = outcome
                 self._stop(model, outcome, self.result.reasons.get(model, ""))
         return self._finish(blocked)
+
+    def _served(self, model: str, done: Collection[str]) -> bool:
+        """Whether a done step of this run loaded or routed `model`."""
+        return any(
+            a.id in done
+            and a.kind not in _BEFORE_SERVING
+            and core.Address(a.address).model == model
+            for a in self.plan.actions
+        )
 
     def _gated(self, model: str) -> bool:
         return any(
@@ -236,23 +246,24 @@ class Executor:
         return self.result
 
 
-def _advice(exc: errors.MlopsError, kind: t.ActionKind, model: str) -> str:
+def _advice(exc: errors.MlopsError, kind: t.ActionKind, model: str, *, served: bool) -> str:
     """What to do next. A permanent error (a bad artifact, a version conflict) fails the same
-    way on every re-run, so it is never advertised as resumable."""
-    if isinstance(exc, errors.PermanentError):
-        if kind is t.ActionKind.REGISTER:
-            return "nothing was registered: fix the cause, then plan again"
-        if kind in _BEFORE_TRAFFIC:
-            return (
-                "this run has not moved traffic or loaded anything: fix the cause, then plan again"
-            )
+    way on every re-run, so it is never advertised as resumable. `served`: this run has done
+    a step for `model` that loads or routes it; until then there is nothing to roll back."""
+    permanent = isinstance(exc, errors.PermanentError)
+    if permanent and kind is t.ActionKind.REGISTER:
+        return "nothing was registered: fix the cause, then plan again"
+    if not served and kind in _BEFORE_SERVING:
+        untouched = f"this run has not loaded or routed {model}"
+        if permanent:
+            return f"{untouched}: fix the cause, then plan again"
+        return f"re-run the same apply to resume ({untouched})"
+    if permanent:
         return f"retrying will not help: fix the cause and plan again, or `mlops rollback {model}`"
-    if kind in _BEFORE_TRAFFIC:
-        return "re-run the same apply to resume (this run has not moved traffic or loaded anything)"
     return f"re-run the same apply to resume, or `mlops rollback {model}`"
 
 
-# Steps that come before this run loads or routes anything: there is nothing to roll back.
-_BEFORE_TRAFFIC = frozenset(
-    {t.ActionKind.VERIFY, t.ActionKind.BUILD_IMAGE, t.ActionKind.PUSH_IMAGE}
+# Steps that neither load nor route a version.
+_BEFORE_SERVING = frozenset(
+    {t.ActionKind.REGISTER, t.ActionKind.VERIFY, t.ActionKind.BUILD_IMAGE, t.ActionKind.PUSH_IMAGE}
 )

@@ -213,12 +213,16 @@ spec:
             return {}  # no engine was started yet
         return {"authorization": f"Bearer {token}"}
 
-    def admin_urls(self) -> list[str]:
+    def admin_urls(self, *, serving: bool = False) -> list[str]:
+        """The workers' admin addresses; `serving`: only of those that said they listen on the
+        data port (a worker announces its admin address first)."""
         urls = []
         for path in sorted((self.root / ".mlops").rglob("worker-*.json")):
             try:
-                urls.append(str(json.loads(path.read_text())["admin_url"]))
-            except (OSError, ValueError, KeyError):
+                doc = json.loads(path.read_text())
+                if doc.get("serving") or not serving:
+                    urls.append(str(doc["admin_url"]))
+            except (OSError, ValueError, KeyError, AttributeError):
                 continue
         return urls
 

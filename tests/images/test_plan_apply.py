@@ -244,7 +244,7 @@ def test_a_broken_model_is_not_pushed_nor_recorded(walk: Workspace, cli: support
         assert "build_image failed" in errors[0] and "failed conformance" in errors[0]
         assert "nothing was pushed" in errors[0]
         # Nothing was loaded or routed yet: there is nothing to roll back.
-        assert "has not moved traffic" in errors[0] and "mlops rollback" not in errors[0]
+        assert "has not loaded or routed" in errors[0] and "mlops rollback" not in errors[0]
     assert manifest(walk.repository, "1.2.0") is None
     assert manifest(walk.repository, images_builder.content_tag(broken.sha256)) is None
     assert walk.version("1.2.0") == (None, None)
@@ -272,7 +272,7 @@ def test_a_refusing_registry_fails_the_push_with_one_line_and_records_nothing(
             assert applied.code == 1, applied.err
             errors = [line for line in applied.err.splitlines() if line.startswith("Error")]
             assert len(errors) == 1 and "push_image failed" in errors[0], applied.err
-            assert "has not moved traffic" in errors[0] and "mlops rollback" not in errors[0]
+            assert "has not loaded or routed" in errors[0] and "mlops rollback" not in errors[0]
             assert ("image build:" in applied.err) is (attempt == 0)
             assert ("Resuming run" in applied.err) is (attempt == 1)
         assert ws.version("1.0.0") == (None, None)

@@ -81,20 +81,27 @@ def test_unusable_artifact_fails_once_with_the_users_path(
 
 def test_transient_and_permanent_failures_get_different_advice() -> None:
     register, traffic = t.ActionKind.REGISTER, t.ActionKind.SET_TRAFFIC
-    transient = executor._advice(errors.TransientError("registry unreachable"), register, "m")
+    transient = executor._advice(
+        errors.TransientError("registry unreachable"), register, "m", served=False
+    )
     assert "re-run the same apply to resume" in transient
     for permanent in (
         errors.ArtifactError("not an ONNX model"),
         errors.SignatureMismatchError("signature mismatch"),
         errors.VersionConflictError("m@1.0.0 is already registered"),
     ):
-        advice = executor._advice(permanent, register, "m")
+        advice = executor._advice(permanent, register, "m", served=False)
         assert "re-run" not in advice and "nothing was registered" in advice
-        later = executor._advice(permanent, traffic, "m")
+        later = executor._advice(permanent, traffic, "m", served=True)
         assert "re-run" not in later and "mlops rollback m" in later
-        # Before the candidate is loaded anywhere there is nothing to roll back.
         for early in (t.ActionKind.VERIFY, t.ActionKind.BUILD_IMAGE, t.ActionKind.PUSH_IMAGE):
-            advice = executor._advice(permanent, early, "m")
-            assert "rollback" not in advice and "has not moved traffic" in advice, advice
-    pushing = executor._advice(errors.TransientError("registry down"), t.ActionKind.PUSH_IMAGE, "m")
+            # Before this run loaded or routed the model there is nothing to roll back ...
+            advice = executor._advice(permanent, early, "m", served=False)
+            assert "rollback" not in advice and "has not loaded or routed m" in advice, advice
+            # ... after it did (a verify that follows a reload), rolling back is an option.
+            advice = executor._advice(permanent, early, "m", served=True)
+            assert "mlops rollback m" in advice, advice
+    pushing = executor._advice(
+        errors.TransientError("registry down"), t.ActionKind.PUSH_IMAGE, "m", served=False
+    )
     assert "re-run the same apply to resume" in pushing and "rollback" not in pushing

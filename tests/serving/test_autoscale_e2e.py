@@ -79,16 +79,7 @@ def wait_for(ws: E2EWorkspace, what: str, check: Any) -> dict[str, Any]:
 
 
 def serving_workers(ws: E2EWorkspace) -> set[str]:
-    """The admin addresses of the workers that announced they listen on the data port."""
-    found = set()
-    for path in (ws.root / ".mlops").rglob("worker-*.json"):
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(doc, dict) and doc.get("serving"):
-            found.add(str(doc["admin_url"]).removeprefix("http://"))
-    return found
+    return {url.removeprefix("http://") for url in ws.admin_urls(serving=True)}
 
 
 def autoscaled(scaling: dict[str, Any], before: int, after: int) -> bool:
